@@ -1,0 +1,115 @@
+// Package agent assembles sandbox-guard's background workers from one configuration and answers
+// the RunPodSandbox hook from the state they publish. Data flows one way: workers -> snapshot
+// -> hook.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/sandbox-guard/sandbox-guard/internal/checks"
+	"github.com/sandbox-guard/sandbox-guard/internal/config"
+	"github.com/sandbox-guard/sandbox-guard/internal/gate"
+	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
+)
+
+// Agent is one configured instance of sandbox-guard.
+type Agent struct {
+	cfg    *config.Config
+	log    logrus.FieldLogger
+	policy *gate.Policy
+	store  snapshot.Store
+	runner *checks.Runner
+	now    func() time.Time
+
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+}
+
+// New builds an agent; nothing runs until Start.
+func New(cfg *config.Config, log logrus.FieldLogger) (*Agent, error) {
+	policy, err := gate.NewPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	list, err := checks.Build(cfg.EffectiveChecks())
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, log: log, policy: policy, now: time.Now}
+	a.runner = checks.NewRunner(list, &a.store, checks.Options{
+		Interval:   cfg.Refresh.Interval.Duration,
+		MaxBackoff: cfg.Refresh.MaxBackoff.Duration,
+		Timeout:    cfg.Refresh.Timeout.Duration,
+		Log:        log,
+	})
+	return a, nil
+}
+
+// Start runs the background workers until Stop or ctx ends. It does not wait for them, so the
+// NRI handshake is never delayed.
+func (a *Agent) Start(ctx context.Context) {
+	ctx, a.cancel = context.WithCancel(ctx)
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.runner.Run(ctx)
+	}()
+}
+
+// Stop ends the background workers and waits for them.
+func (a *Agent) Stop() {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.wg.Wait()
+}
+
+// CheckNow runs every check once and returns the snapshot (the `check` command).
+func (a *Agent) CheckNow(ctx context.Context) *snapshot.Snapshot { return a.runner.Refresh(ctx) }
+
+// Admit is the RunPodSandbox decision: one atomic load, a pure decision, a log line.
+func (a *Agent) Admit(_ context.Context, pod gate.Pod) error {
+	d := a.policy.Decide(pod, a.store.Load(), a.now())
+	l := a.log.WithFields(logrus.Fields{"pod": pod.String(), "verdict": d.Verdict.String()})
+	switch d.Verdict {
+	case gate.Reject:
+		a.runner.Kick()
+		l.WithField("checks", failingNames(d.Failing)).Warn(d.Why)
+		return errors.New(d.Why)
+	case gate.WouldReject:
+		a.runner.Kick()
+		l.WithField("checks", failingNames(d.Failing)).Warn("warn mode, admitted; enforce would reject: " + d.Why)
+	default:
+		l.WithField("reason", d.Why).Debug("pod admitted")
+	}
+	return nil
+}
+
+func failingNames(rs []snapshot.Result) string {
+	s := ""
+	for i, r := range rs {
+		if i > 0 {
+			s += ","
+		}
+		s += r.Name
+	}
+	return s
+}
+
+// Describe is a one-line summary of the configuration for the start-up log.
+func (a *Agent) Describe() string {
+	names := ""
+	for i, c := range a.cfg.EffectiveChecks() {
+		if i > 0 {
+			names += ", "
+		}
+		names += c.Name
+	}
+	return fmt.Sprintf("mode %s, preset %s, checks [%s]", a.cfg.Mode, a.cfg.Preset, names)
+}

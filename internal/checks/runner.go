@@ -1,0 +1,209 @@
+// Package checks runs the node readiness checks in the background and publishes their results
+// as an immutable snapshot that the RunPodSandbox hook reads.
+package checks
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
+	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
+)
+
+// Outcome is what one probe found.
+type Outcome struct {
+	OK     bool
+	Detail string // what was found, written for a person: "/run/x does not exist"
+	// Err marks an outcome that could not be determined (as opposed to a condition that is
+	// false); the runner backs off while probes error.
+	Err bool
+}
+
+// Prober answers one readiness question. Probe must honour ctx and never panic on odd input.
+type Prober interface {
+	Probe(ctx context.Context) Outcome
+}
+
+// ProberFunc adapts a function to Prober.
+type ProberFunc func(ctx context.Context) Outcome
+
+// Probe calls f.
+func (f ProberFunc) Probe(ctx context.Context) Outcome { return f(ctx) }
+
+// Check is a named probe.
+type Check struct {
+	Name   string
+	Kind   string
+	Hint   string
+	Prober Prober
+	// Informational checks are reported but never gate pods.
+	Informational bool
+}
+
+// Options tune a Runner.
+type Options struct {
+	Interval   time.Duration // between refreshes while all is well
+	MaxBackoff time.Duration // cap of the delay while probes error
+	Timeout    time.Duration // per probe
+	Log        logrus.FieldLogger
+	Now        func() time.Time
+	// OnRefresh, when set, hears about every published snapshot (metrics).
+	OnRefresh func(*snapshot.Snapshot)
+}
+
+// Runner refreshes checks and publishes snapshots into a Store.
+type Runner struct {
+	checks []Check
+	store  *snapshot.Store
+	opts   Options
+	kick   chan struct{}
+
+	mu       sync.Mutex // serialises refreshes, so ReadySince and transitions stay consistent
+	previous *snapshot.Snapshot
+}
+
+// NewRunner returns a runner for checks publishing into store.
+func NewRunner(checks []Check, store *snapshot.Store, opts Options) *Runner {
+	if opts.Interval <= 0 {
+		opts.Interval = time.Second
+	}
+	if opts.MaxBackoff < opts.Interval {
+		opts.MaxBackoff = opts.Interval
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		l := logrus.New()
+		l.SetLevel(logrus.PanicLevel)
+		opts.Log = l
+	}
+	return &Runner{checks: checks, store: store, opts: opts, kick: make(chan struct{}, 1)}
+}
+
+// Kick asks for a refresh as soon as possible, without waiting for it. Used after a rejection,
+// so that a condition that has just cleared is seen quickly.
+func (r *Runner) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Refresh runs every probe now, concurrently, and publishes the result.
+func (r *Runner) Refresh(ctx context.Context) *snapshot.Snapshot {
+	snap, _ := r.refresh(ctx)
+	return snap
+}
+
+// refresh also reports whether any probe could not decide, which the snapshot does not carry
+// (it holds only what the gate needs).
+func (r *Runner) refresh(ctx context.Context) (*snapshot.Snapshot, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	results := make([]snapshot.Result, len(r.checks))
+	errored := make([]bool, len(r.checks))
+	var wg sync.WaitGroup
+	for i, c := range r.checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errored[i] = r.probe(ctx, c)
+		}()
+	}
+	wg.Wait()
+	snap := &snapshot.Snapshot{Results: results, Taken: r.opts.Now()}
+	if snap.Ready() {
+		snap.ReadySince = snap.Taken
+		if r.previous != nil && r.previous.Ready() {
+			snap.ReadySince = r.previous.ReadySince
+		}
+	}
+	r.logTransitions(snap)
+	r.previous = snap
+	r.store.Publish(snap)
+	if r.opts.OnRefresh != nil {
+		r.opts.OnRefresh(snap)
+	}
+	for _, e := range errored {
+		if e {
+			return snap, true
+		}
+	}
+	return snap, false
+}
+
+func (r *Runner) probe(ctx context.Context, c Check) (res snapshot.Result, errored bool) {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	defer cancel()
+	start := r.opts.Now()
+	out := c.Prober.Probe(ctx)
+	took := r.opts.Now().Sub(start)
+	if out.Detail == "" {
+		out.Detail = map[bool]string{true: "ok", false: "not ready"}[out.OK]
+	}
+	return snapshot.Result{
+		Name: c.Name, Kind: c.Kind, Hint: c.Hint, OK: out.OK, Detail: out.Detail,
+		Informational: c.Informational, Checked: start, Took: took,
+	}, out.Err
+}
+
+func (r *Runner) logTransitions(snap *snapshot.Snapshot) {
+	for i, res := range snap.Results {
+		var was *snapshot.Result
+		if r.previous != nil && i < len(r.previous.Results) {
+			was = &r.previous.Results[i]
+		}
+		if was != nil && was.OK == res.OK {
+			continue
+		}
+		l := r.opts.Log.WithFields(logrus.Fields{"check": res.Name, "kind": res.Kind, "detail": res.Detail})
+		if res.OK {
+			l.Info("check passes")
+		} else {
+			l.Warn("check fails")
+		}
+	}
+	if (r.previous == nil || !r.previous.Ready()) && snap.Ready() {
+		r.opts.Log.Info("node ready: every check passes")
+	}
+}
+
+// Run refreshes until ctx ends: at once, then every Interval, sooner when kicked, and backing
+// off (up to MaxBackoff) while probes cannot be evaluated or a refresh is expensive.
+func (r *Runner) Run(ctx context.Context) {
+	b := backoff.New(backoff.Policy{Initial: r.opts.Interval, Max: r.opts.MaxBackoff, Jitter: 0.1})
+	const minGap = 100 * time.Millisecond // kicks never turn into a busy loop
+	for {
+		start := time.Now()
+		_, errored := r.refresh(ctx)
+		delay := r.opts.Interval
+		if errored {
+			delay = b.Next()
+		} else {
+			b.Reset()
+		}
+		// A refresh that costs much (a legacy iptables table read on a big node) runs less often.
+		if took := time.Since(start); 10*took > delay {
+			delay = min(10*took, r.opts.MaxBackoff)
+		}
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-r.kick:
+			timer.Stop()
+			if !backoff.Sleep(ctx, minGap-time.Since(start)) {
+				return
+			}
+		case <-timer.C:
+		}
+	}
+}

@@ -1,0 +1,184 @@
+// Package config is sandbox-guard's configuration: the YAML schema, its defaults, strict parsing
+// and validation. Every error names the key (and the file) at fault, so an operator can fix it
+// without reading code.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// DefaultFile is where containerd reads the pre-registered plugin's configuration from.
+const DefaultFile = "/etc/nri/conf.d/10-sandbox-guard.conf"
+
+// Mode says what the gate does with a pod while a check fails.
+type Mode string
+
+const (
+	ModeEnforce Mode = "enforce" // reject the sandbox; kubelet retries
+	ModeWarn    Mode = "warn"    // admit, and log what would have been rejected
+	ModeOff     Mode = "off"     // admit without looking
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Mode is enforce, warn or off.
+	Mode Mode `json:"mode"`
+	// Log configures logging. The file is used when containerd starts the plugin (its stdout and
+	// stderr are discarded then); `run` logs to stderr.
+	Log Log `json:"log"`
+	// Exempt lists pods the gate never blocks, besides host-network pods, which always pass.
+	Exempt Exempt `json:"exempt"`
+	// Preset names a shipped list of checks to start from (see presets.go).
+	Preset string `json:"preset"`
+	// Checks are added to the preset's; a check with a preset check's name replaces it.
+	Checks []Check `json:"checks"`
+	// DisableChecks removes checks (by name) from the preset.
+	DisableChecks []string `json:"disableChecks"`
+	// Refresh says how often checks run in the background.
+	Refresh Refresh `json:"refresh"`
+	// SettleTime is how long every check must have passed before pods are admitted.
+	SettleTime Duration `json:"settleTime"`
+}
+
+// Log configures logging.
+type Log struct {
+	File       string `json:"file"`
+	Level      string `json:"level"`
+	Format     string `json:"format"`
+	MaxSizeMB  int    `json:"maxSizeMB"`
+	MaxBackups int    `json:"maxBackups"`
+}
+
+// Exempt lists pods that are never gated.
+type Exempt struct {
+	Namespaces  []string              `json:"namespaces"`
+	PodSelector *metav1.LabelSelector `json:"podSelector"`
+}
+
+// Refresh configures the background check runner.
+type Refresh struct {
+	Interval   Duration `json:"interval"`
+	MaxBackoff Duration `json:"maxBackoff"`
+	Timeout    Duration `json:"timeout"`
+}
+
+// Check is one readiness condition. Exactly one kind (file, ...) is set.
+type Check struct {
+	Name string `json:"name"`
+	// Hint names the component that makes the condition true; it ends up in the rejection.
+	Hint     string         `json:"hint,omitempty"`
+	File     *FileCheck     `json:"file,omitempty"`
+	Iptables *IptablesCheck `json:"iptables,omitempty"`
+	Nftables *NftablesCheck `json:"nftables,omitempty"`
+	CNI      *CNICheck      `json:"cni,omitempty"`
+	HTTP     *HTTPCheck     `json:"http,omitempty"`
+	Socket   *SocketCheck   `json:"socket,omitempty"`
+}
+
+// FileCheck passes when Path exists.
+type FileCheck struct {
+	Path string `json:"path"`
+}
+
+// IptablesCheck passes when Chain (or, with ChainPrefix, any chain starting with it) exists in
+// Table, in the iptables backend in use.
+type IptablesCheck struct {
+	Table       string `json:"table"`
+	Chain       string `json:"chain,omitempty"`
+	ChainPrefix string `json:"chainPrefix,omitempty"`
+	// Backend is auto (detect), nft or legacy.
+	Backend string `json:"backend,omitempty"`
+	// IPv6 asks ip6tables instead of iptables.
+	IPv6 bool `json:"ipv6,omitempty"`
+}
+
+// NftablesCheck passes when a native nftables chain exists (kube-proxy's nftables mode).
+type NftablesCheck struct {
+	Family string `json:"family"`
+	Table  string `json:"table"`
+	Chain  string `json:"chain"`
+}
+
+// CNICheck passes when ConfDir holds a loadable network configuration whose plugins all exist
+// in BinDirs.
+type CNICheck struct {
+	ConfDir string   `json:"confDir"`
+	BinDirs []string `json:"binDirs"`
+}
+
+// HTTPCheck passes when URL answers 2xx (and, with BodyPattern, the body matches it).
+type HTTPCheck struct {
+	URL         string `json:"url"`
+	BodyPattern string `json:"bodyPattern,omitempty"`
+}
+
+// SocketCheck passes when any of Addresses accepts a connection (unix:///path or tcp://host:port).
+type SocketCheck struct {
+	Addresses []string `json:"addresses"`
+}
+
+// Duration is a time.Duration written as "1s", "500ms" or "2m".
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON accepts a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration such as \"1s\", got %s", string(b))
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration such as \"1s\", got %q", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON writes the Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// Default returns the configuration used for every key the file leaves out: suited to an EKS
+// node with the VPC CNI and kube-proxy in iptables mode.
+func Default() *Config {
+	return &Config{
+		Mode:    ModeEnforce,
+		Log:     Log{File: "/var/log/sandbox-guard.log", Level: "info", Format: "text", MaxSizeMB: 10, MaxBackups: 3},
+		Preset:  PresetEKS,
+		Refresh: Refresh{Interval: Duration{time.Second}, MaxBackoff: Duration{30 * time.Second}, Timeout: Duration{time.Second}},
+	}
+}
+
+// Error is a configuration problem at one key.
+type Error struct {
+	Source string // file name, or a description of where the text came from
+	Key    string // dotted path such as checks[1].file.path; empty for a syntax error
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("config")
+	if e.Source != "" {
+		b.WriteString(" " + e.Source)
+	}
+	if e.Key != "" {
+		b.WriteString(": key " + e.Key)
+	}
+	b.WriteString(": " + e.Msg)
+	return b.String()
+}
+
+// LoadFile reads and parses the configuration file at path.
+func LoadFile(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{Source: path, Msg: fmt.Sprintf("cannot read: %v", err)}
+	}
+	return Parse(data, path)
+}

@@ -1,0 +1,214 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+var checkNamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+func (c *Config) validate(source string) error {
+	if err := c.validateKeys(); err != nil {
+		err.Source = source
+		return err
+	}
+	return nil
+}
+
+func (c *Config) validateKeys() *Error {
+	bad := func(key, format string, args ...any) *Error {
+		return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch c.Mode {
+	case ModeEnforce, ModeWarn, ModeOff:
+	default:
+		return bad("mode", "%q is not one of enforce, warn, off", c.Mode)
+	}
+	if c.Log.File != "" && !filepath.IsAbs(c.Log.File) {
+		return bad("log.file", "%q is not an absolute path", c.Log.File)
+	}
+	if _, err := logrus.ParseLevel(c.Log.Level); err != nil {
+		return bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	if c.Log.MaxSizeMB < 1 {
+		return bad("log.maxSizeMB", "must be at least 1, got %d", c.Log.MaxSizeMB)
+	}
+	if c.Log.MaxBackups < 0 {
+		return bad("log.maxBackups", "must not be negative, got %d", c.Log.MaxBackups)
+	}
+	for i, ns := range c.Exempt.Namespaces {
+		if strings.TrimSpace(ns) == "" {
+			return bad(fmt.Sprintf("exempt.namespaces[%d]", i), "must not be empty")
+		}
+	}
+	if c.Exempt.PodSelector != nil {
+		if _, err := metav1.LabelSelectorAsSelector(c.Exempt.PodSelector); err != nil {
+			return bad("exempt.podSelector", "%v", err)
+		}
+	}
+	preset, ok := PresetChecks(c.Preset)
+	if !ok {
+		return bad("preset", "%q is not one of %s", c.Preset, strings.Join(Presets(), ", "))
+	}
+	for i, n := range c.DisableChecks {
+		if !hasCheck(preset, n) {
+			return bad(fmt.Sprintf("disableChecks[%d]", i), "preset %q has no check named %q (it has: %s)", c.Preset, n, checkNames(preset))
+		}
+	}
+	seen := map[string]bool{}
+	for i, ch := range c.Checks {
+		key := fmt.Sprintf("checks[%d]", i)
+		if seen[ch.Name] {
+			return bad(key+".name", "%q is used by an earlier check", ch.Name)
+		}
+		seen[ch.Name] = true
+		if err := ch.validate(key); err != nil {
+			return err
+		}
+	}
+	if d := c.Refresh.Interval.Duration; d < 100*time.Millisecond {
+		return bad("refresh.interval", "must be at least 100ms, got %v", d)
+	}
+	if c.Refresh.MaxBackoff.Duration < c.Refresh.Interval.Duration {
+		return bad("refresh.maxBackoff", "must be at least refresh.interval (%v), got %v", c.Refresh.Interval.Duration, c.Refresh.MaxBackoff.Duration)
+	}
+	if d := c.Refresh.Timeout.Duration; d <= 0 || d > time.Minute {
+		return bad("refresh.timeout", "must be between 1ms and 1m, got %v", d)
+	}
+	if c.SettleTime.Duration < 0 {
+		return bad("settleTime", "must not be negative, got %v", c.SettleTime.Duration)
+	}
+	return nil
+}
+
+func (ch *Check) validate(key string) *Error {
+	bad := func(sub, format string, args ...any) *Error {
+		return &Error{Key: key + sub, Msg: fmt.Sprintf(format, args...)}
+	}
+	if !checkNamePattern.MatchString(ch.Name) {
+		return bad(".name", "%q must be lower-case letters, digits and '-' (at most 63)", ch.Name)
+	}
+	kinds := 0
+	for _, set := range []bool{ch.File != nil, ch.Iptables != nil, ch.Nftables != nil, ch.CNI != nil, ch.HTTP != nil, ch.Socket != nil} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		return bad("", "check %q must set exactly one of file, iptables, nftables, cni, http, socket (it sets %d)", ch.Name, kinds)
+	}
+	switch {
+	case ch.File != nil:
+		if !filepath.IsAbs(ch.File.Path) {
+			return bad(".file.path", "%q is not an absolute path", ch.File.Path)
+		}
+	case ch.Iptables != nil:
+		t := ch.Iptables
+		switch t.Table {
+		case "filter", "nat", "mangle", "raw", "security":
+		default:
+			return bad(".iptables.table", "%q is not one of filter, nat, mangle, raw, security", t.Table)
+		}
+		if t.Chain == "" && t.ChainPrefix == "" {
+			return bad(".iptables.chain", "set chain, chainPrefix or both")
+		}
+		switch t.Backend {
+		case "", "auto", "nft", "legacy":
+		default:
+			return bad(".iptables.backend", "%q is not one of auto, nft, legacy", t.Backend)
+		}
+	case ch.Nftables != nil:
+		t := ch.Nftables
+		switch t.Family {
+		case "ip", "ip6", "inet", "arp", "bridge", "netdev":
+		default:
+			return bad(".nftables.family", "%q is not one of ip, ip6, inet, arp, bridge, netdev", t.Family)
+		}
+		if t.Table == "" {
+			return bad(".nftables.table", "must not be empty")
+		}
+		if t.Chain == "" {
+			return bad(".nftables.chain", "must not be empty")
+		}
+	case ch.CNI != nil:
+		if !filepath.IsAbs(ch.CNI.ConfDir) {
+			return bad(".cni.confDir", "%q is not an absolute path", ch.CNI.ConfDir)
+		}
+		if len(ch.CNI.BinDirs) == 0 {
+			return bad(".cni.binDirs", "list at least one directory")
+		}
+		for i, d := range ch.CNI.BinDirs {
+			if !filepath.IsAbs(d) {
+				return bad(fmt.Sprintf(".cni.binDirs[%d]", i), "%q is not an absolute path", d)
+			}
+		}
+	case ch.HTTP != nil:
+		u, err := url.Parse(ch.HTTP.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return bad(".http.url", "%q is not an http:// or https:// URL", ch.HTTP.URL)
+		}
+		if _, err := regexp.Compile(ch.HTTP.BodyPattern); err != nil {
+			return bad(".http.bodyPattern", "not a valid regular expression: %v", err)
+		}
+	case ch.Socket != nil:
+		if len(ch.Socket.Addresses) == 0 {
+			return bad(".socket.addresses", "list at least one address")
+		}
+		for i, a := range ch.Socket.Addresses {
+			if _, _, err := ParseSocketAddress(a); err != nil {
+				return bad(fmt.Sprintf(".socket.addresses[%d]", i), "%v", err)
+			}
+		}
+	}
+	return nil
+}
+
+// ParseSocketAddress splits unix:///path or tcp://host:port into a network and address for net.Dial.
+func ParseSocketAddress(a string) (network, address string, err error) {
+	switch {
+	case strings.HasPrefix(a, "unix://"):
+		p := strings.TrimPrefix(a, "unix://")
+		if !filepath.IsAbs(p) {
+			return "", "", fmt.Errorf("%q: want unix:///absolute/path", a)
+		}
+		return "unix", p, nil
+	case strings.HasPrefix(a, "tcp://"):
+		hp := strings.TrimPrefix(a, "tcp://")
+		if _, port, err := net.SplitHostPort(hp); err != nil || port == "" {
+			return "", "", fmt.Errorf("%q: want tcp://host:port", a)
+		}
+		return "tcp", hp, nil
+	}
+	return "", "", fmt.Errorf("%q: want unix:///path or tcp://host:port", a)
+}
+
+func hasCheck(list []Check, name string) bool {
+	for _, c := range list {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func checkNames(list []Check) string {
+	if len(list) == 0 {
+		return "none"
+	}
+	names := make([]string, len(list))
+	for i, c := range list {
+		names[i] = c.Name
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,208 @@
+// Package nriplugin connects sandbox-guard to containerd through NRI: the stub's lifecycle in
+// both modes (started by containerd, or connecting from outside with reconnects) and the
+// RunPodSandbox handler, which hands each pod to the gate.
+package nriplugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/containerd/nri/pkg/stub"
+	"github.com/sirupsen/logrus"
+
+	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
+	"github.com/sandbox-guard/sandbox-guard/internal/gate"
+)
+
+// Admitter decides whether a pod sandbox may start; a non-nil error rejects it and is what
+// containerd returns to kubelet.
+type Admitter interface {
+	Admit(ctx context.Context, pod gate.Pod) error
+}
+
+// Options configure a Plugin.
+type Options struct {
+	// PreRegistered is true when containerd started the plugin (NRI_PLUGIN_SOCKET is set): name,
+	// index and connection then come from the environment, and the plugin exits when containerd
+	// closes the connection.
+	PreRegistered bool
+	// SocketPath, Name and Idx are used by an external plugin.
+	SocketPath string
+	Name       string
+	Idx        string
+	Log        logrus.FieldLogger
+	// Configure receives the configuration text containerd sends: the plugin's .conf file when
+	// pre-registered, empty for an external plugin. It must return quickly and never fail the
+	// handshake (containerd 1.7.11 exits when a pre-registered plugin fails to configure).
+	Configure func(ctx context.Context, config string)
+	// Reconnect paces an external plugin's attempts to reach containerd.
+	Reconnect backoff.Policy
+}
+
+// Plugin is the NRI plugin. Its handlers are the methods the stub discovers by interface.
+type Plugin struct {
+	opts      Options
+	admitter  atomic.Pointer[admitterBox]
+	connected atomic.Bool
+	connects  atomic.Int64
+}
+
+type admitterBox struct{ Admitter }
+
+// New returns a plugin that admits every pod until SetAdmitter is called.
+func New(opts Options) *Plugin {
+	if opts.Log == nil {
+		opts.Log = logrus.StandardLogger()
+	}
+	if opts.Reconnect.Initial == 0 {
+		opts.Reconnect = backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
+	}
+	return &Plugin{opts: opts}
+}
+
+// SetAdmitter installs the gate; nil admits every pod (gate off).
+func (p *Plugin) SetAdmitter(a Admitter) {
+	if a == nil {
+		p.admitter.Store(nil)
+		return
+	}
+	p.admitter.Store(&admitterBox{a})
+}
+
+// Connected reports whether the plugin is registered with containerd right now.
+func (p *Plugin) Connected() bool { return p.connected.Load() }
+
+// Connects counts successful registrations (reconnects are Connects-1).
+func (p *Plugin) Connects() int64 { return p.connects.Load() }
+
+// Configure is the NRI handshake's configuration step.
+func (p *Plugin) Configure(ctx context.Context, config, runtime, version string) (stub.EventMask, error) {
+	p.opts.Log.WithFields(logrus.Fields{"runtime": runtime, "version": version}).Info("connected to the container runtime")
+	p.connected.Store(true)
+	p.connects.Add(1)
+	if p.opts.Configure != nil {
+		p.opts.Configure(ctx, config)
+	}
+	return api.EventMask(0), nil // 0: every event the plugin implements (RunPodSandbox)
+}
+
+// RunPodSandbox is called by containerd after the sandbox is created and before it is reported
+// ready; an error makes containerd tear the sandbox down and fail the CRI call. It runs under
+// NRI's node-wide lock with a short timeout, so it only reads state.
+func (p *Plugin) RunPodSandbox(ctx context.Context, pod *api.PodSandbox) error {
+	box := p.admitter.Load()
+	if box == nil {
+		return nil
+	}
+	return box.Admit(ctx, PodFromNRI(pod))
+}
+
+// PodFromNRI extracts what the gate needs. A pod without a network namespace of its own runs
+// in the host's network. A pod without a Linux section is treated as a pod-network pod (the
+// gate applies), since nothing shows it uses the host's network.
+func PodFromNRI(pod *api.PodSandbox) gate.Pod {
+	if pod == nil {
+		return gate.Pod{}
+	}
+	out := gate.Pod{Namespace: pod.GetNamespace(), Name: pod.GetName(), UID: pod.GetUid(), Labels: pod.GetLabels()}
+	if linux := pod.GetLinux(); linux != nil {
+		out.HostNetwork = true
+		for _, ns := range linux.GetNamespaces() {
+			if ns.GetType() == "network" {
+				out.HostNetwork = false
+			}
+		}
+	}
+	return out
+}
+
+// Run connects to containerd and serves until ctx ends. A pre-registered plugin returns when
+// containerd closes the connection; an external plugin reconnects with capped back-off.
+func (p *Plugin) Run(ctx context.Context) error {
+	if p.opts.PreRegistered {
+		s, err := p.newStub()
+		if err != nil {
+			return err
+		}
+		err = s.Run(ctx)
+		p.connected.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		p.opts.Log.WithError(err).Info("containerd closed the NRI connection; exiting")
+		return nil
+	}
+	b := backoff.New(p.opts.Reconnect)
+	for ctx.Err() == nil {
+		before := p.connects.Load()
+		s, err := p.newStub()
+		if err != nil {
+			return err
+		}
+		err = s.Run(ctx)
+		p.connected.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if p.connects.Load() != before {
+			b.Reset() // it was connected: start over with short delays
+		}
+		d := b.Next()
+		if err == nil {
+			err = errors.New("connection closed")
+		}
+		p.opts.Log.WithError(err).WithField("retry_in", d.Round(time.Millisecond).String()).
+			Warn("not connected to containerd's NRI socket " + p.opts.SocketPath)
+		if !backoff.Sleep(ctx, d) {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (p *Plugin) newStub() (stub.Stub, error) {
+	opts := []stub.Option{
+		stub.WithLogger(nriLogger{p.opts.Log}),
+		stub.WithOnClose(func() {
+			p.connected.Store(false)
+			p.opts.Log.Warn("NRI connection closed")
+		}),
+	}
+	// Name and index of a pre-registered plugin come from the environment; setting them again
+	// makes stub.New fail ("plugin ID already set"), which containerd 1.7.11 treats as fatal.
+	if !p.opts.PreRegistered {
+		opts = append(opts, stub.WithSocketPath(p.opts.SocketPath))
+		if os.Getenv(api.PluginNameEnvVar) == "" && p.opts.Name != "" {
+			opts = append(opts, stub.WithPluginName(p.opts.Name))
+		}
+		if os.Getenv(api.PluginIdxEnvVar) == "" && p.opts.Idx != "" {
+			opts = append(opts, stub.WithPluginIdx(p.opts.Idx))
+		}
+	}
+	s, err := stub.New(p, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating NRI stub: %w", err)
+	}
+	return s, nil
+}
+
+// nriLogger sends the NRI library's own log lines to our logger.
+type nriLogger struct{ l logrus.FieldLogger }
+
+func (n nriLogger) Debugf(_ context.Context, f string, a ...any) {
+	n.l.WithField("from", "nri").Debugf(f, a...)
+}
+func (n nriLogger) Infof(_ context.Context, f string, a ...any) {
+	n.l.WithField("from", "nri").Debugf(f, a...)
+}
+func (n nriLogger) Warnf(_ context.Context, f string, a ...any) {
+	n.l.WithField("from", "nri").Warnf(f, a...)
+}
+func (n nriLogger) Errorf(_ context.Context, f string, a ...any) {
+	n.l.WithField("from", "nri").Errorf(f, a...)
+}

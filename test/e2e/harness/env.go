@@ -1,0 +1,162 @@
+// Package harness runs real nodes for sandbox-guard's end-to-end tests: containerd (2.x and
+// 1.7) with CRI and NRI, runc, CNI and an auth-protected registry, each test in a network
+// namespace of its own, so iptables chains, bridges and loopback servers never touch the host.
+// Everything is torn down when the test ends, pass or fail.
+package harness
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// Containerd is one containerd build under test.
+type Containerd struct {
+	Name   string // "containerd-2.x" or "containerd-1.7", used as the subtest name
+	Major  int    // 2 or 1
+	BinDir string // holds containerd, ctr, containerd-shim-runc-v2
+}
+
+// Env is what the machine provides, found through environment variables set by
+// test/tools/install-deps.sh (the Makefile and .ci/run do that).
+type Env struct {
+	Containerds []Containerd
+	Runc        string
+	CNIBin      string
+	Registry    string
+	Crictl      string // real crictl, or the project's crictl-compatible client
+	Plugin      string // the sandbox-guard binary under test
+	Pause       string // the static pause binary for the test image
+	RepoRoot    string
+}
+
+var (
+	envOnce sync.Once
+	envVal  *Env
+	envErr  error
+	binDir  string
+)
+
+// Main runs a test binary's tests and removes what the harness built for them.
+func Main(m *testing.M) int {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	return code
+}
+
+// Required reports whether end-to-end tests must run (CI sets REQUIRE_E2E=1): then a missing
+// prerequisite fails the test instead of skipping it.
+func Required() bool { return os.Getenv("REQUIRE_E2E") == "1" }
+
+// Load returns the environment, or skips (fails under REQUIRE_E2E=1) the test, loudly, when
+// this machine cannot run end-to-end tests.
+func Load(t testing.TB) *Env {
+	t.Helper()
+	envOnce.Do(func() { envVal, envErr = load() })
+	if envErr != nil {
+		msg := "END-TO-END TESTS NOT RUN: " + envErr.Error() + " (run `make e2e` as root on Linux; it installs what is missing)"
+		if Required() {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return envVal
+}
+
+func load() (*Env, error) {
+	if runtime.GOOS != "linux" {
+		return nil, fmt.Errorf("needs Linux, this is %s", runtime.GOOS)
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("needs root")
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{RepoRoot: root, Runc: os.Getenv("SG_RUNC"), CNIBin: os.Getenv("SG_CNI_BIN"), Registry: os.Getenv("SG_REGISTRY")}
+	for _, c := range []Containerd{{"containerd-2.x", 2, os.Getenv("SG_CONTAINERD2")}, {"containerd-1.7", 1, os.Getenv("SG_CONTAINERD17")}} {
+		if c.BinDir == "" {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(c.BinDir, "containerd")); err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Name, err)
+		}
+		e.Containerds = append(e.Containerds, c)
+	}
+	if len(e.Containerds) != 2 {
+		return nil, fmt.Errorf("SG_CONTAINERD2 and SG_CONTAINERD17 must both name containerd bin dirs")
+	}
+	for name, p := range map[string]string{"SG_RUNC": e.Runc, "SG_CNI_BIN": filepath.Join(e.CNIBin, "bridge"), "SG_REGISTRY": e.Registry} {
+		if _, err := os.Stat(p); p == "" || err != nil {
+			return nil, fmt.Errorf("%s not set or missing (%q)", name, p)
+		}
+	}
+	for _, tool := range []string{"ip", "nsenter", "iptables-nft", "iptables-legacy"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("%s not installed", tool)
+		}
+	}
+	bin, err := os.MkdirTemp("", "sg-e2e-bin-")
+	if err != nil {
+		return nil, err
+	}
+	binDir = bin
+	build := func(out, pkg string, extraEnv ...string) (string, error) {
+		p := filepath.Join(bin, out)
+		cmd := exec.Command("go", "build", "-o", p, pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), extraEnv...)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("building %s: %v\n%s", pkg, err, b)
+		}
+		return p, nil
+	}
+	if e.Plugin = os.Getenv("SG_PLUGIN"); e.Plugin == "" {
+		if e.Plugin, err = build("sandbox-guard", "./plugin"); err != nil {
+			return nil, err
+		}
+	}
+	if e.Pause, err = build("pause", "./test/pause", "CGO_ENABLED=0"); err != nil {
+		return nil, err
+	}
+	if e.Crictl = os.Getenv("CRICTL"); e.Crictl == "" {
+		if e.Crictl, err = build("crictl-lite", "./test/cri/crictl-lite"); err != nil {
+			return nil, err
+		}
+		fmt.Fprintln(os.Stderr, "harness: CRICTL not set, using the project's crictl-compatible client", e.Crictl)
+	}
+	return e, nil
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// ForEachContainerd runs fn as a subtest per containerd version: every end-to-end test runs
+// against both.
+func ForEachContainerd(t *testing.T, fn func(t *testing.T, c Containerd)) {
+	env := Load(t)
+	for _, c := range env.Containerds {
+		t.Run(c.Name, func(t *testing.T) { fn(t, c) })
+	}
+}

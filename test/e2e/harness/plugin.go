@@ -1,0 +1,76 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ExternalPlugin is sandbox-guard running as `sandbox-guard run`, the way the DaemonSet runs it.
+type ExternalPlugin struct {
+	t       testing.TB
+	Config  string
+	LogFile string
+	cmd     *exec.Cmd
+	done    chan error
+}
+
+// StartExternalPlugin writes config to a file and runs the plugin against the node's NRI socket,
+// inside the node's network namespace. It is stopped when the test ends.
+func (n *Node) StartExternalPlugin(config string) *ExternalPlugin {
+	t := n.t
+	t.Helper()
+	p := &ExternalPlugin{t: t, Config: filepath.Join(n.Dir, fmt.Sprintf("external-%s.yaml", randomID())), LogFile: filepath.Join(n.Dir, "external-plugin.log")}
+	must(t, os.WriteFile(p.Config, []byte(config), 0o644))
+	logf, err := os.OpenFile(p.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	must(t, err)
+	defer logf.Close()
+	p.cmd = n.NS.Command(n.Env.Plugin, "run", "--config", p.Config, "--nri-socket", n.NRISocket)
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	must(t, p.cmd.Start())
+	p.done = make(chan error, 1)
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(p.Stop)
+	return p
+}
+
+// WaitConnected waits until the plugin has registered with containerd n times in all.
+func (p *ExternalPlugin) WaitConnected(times int) {
+	p.t.Helper()
+	Eventually(p.t, 20*time.Second, "external plugin connected", func() error {
+		if got := strings.Count(p.Log(), "connected to the container runtime"); got < times {
+			return fmt.Errorf("connected %d times, want %d; log:\n%s", got, times, tailFile(p.LogFile, 10))
+		}
+		return nil
+	})
+}
+
+// Log returns what the plugin has logged.
+func (p *ExternalPlugin) Log() string {
+	b, _ := os.ReadFile(p.LogFile)
+	return string(b)
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (p *ExternalPlugin) Stop() {
+	if p.cmd == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			p.t.Errorf("external plugin exited with %v after SIGTERM; log:\n%s", err, tailFile(p.LogFile, 20))
+		}
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		p.t.Errorf("external plugin ignored SIGTERM for 10s")
+	}
+	p.cmd = nil
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# install-deps.sh: build the real binaries the end-to-end tests drive into a cache outside the
+# repository (default /var/cache/sandbox-guard-e2e, override with SG_CACHE). Idempotent: every
+# component is built once per pinned version. Prints shell exports for the test environment.
+#
+#   eval "$(test/tools/install-deps.sh)"
+set -euo pipefail
+
+CACHE=${SG_CACHE:-/var/cache/sandbox-guard-e2e}
+CONTAINERD2=${CONTAINERD2_VERSION:-v2.2.9}
+CONTAINERD17=${CONTAINERD17_VERSION:-v1.7.35}
+RUNC=${RUNC_VERSION:-v1.3.6}
+CNI=${CNI_VERSION:-v1.9.1}
+REGISTRY=${REGISTRY_VERSION:-v3.1.2}
+here=$(cd "$(dirname "$0")" && pwd)
+shared=${SG_SHARED:-$(cd "$here/../../.." && pwd)/shared}
+
+log() { echo "install-deps: $*" >&2; }
+mkdir -p "$CACHE"
+export GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
+
+apt_missing=()
+command -v iptables-nft >/dev/null 2>&1 || apt_missing+=(iptables)
+command -v ip >/dev/null 2>&1 || apt_missing+=(iproute2)
+command -v gcc >/dev/null 2>&1 || apt_missing+=(gcc libc6-dev)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  log "apt-get install ${apt_missing[*]}"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}") >&2
+fi
+
+build_containerd2() {
+  local dir=$CACHE/containerd-$CONTAINERD2
+  [ -x "$dir/bin/containerd" ] && return
+  log "building containerd $CONTAINERD2"
+  mkdir -p "$dir/bin.tmp"
+  CGO_ENABLED=0 GOBIN=$dir/bin.tmp go install "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD2" \
+    "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD2" \
+    "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD2" >&2
+  rm -rf "$dir/bin"; mv "$dir/bin.tmp" "$dir/bin"
+}
+
+build_containerd17() {
+  local dir=$CACHE/containerd-$CONTAINERD17
+  [ -x "$dir/bin/containerd" ] && return
+  log "building containerd $CONTAINERD17"
+  local src tmp
+  src=$(cd "$CACHE" && go mod download -json "github.com/containerd/containerd@$CONTAINERD17" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+  tmp=$(mktemp -d "$CACHE/src.XXXXXX")
+  cp -r "$src/." "$tmp/"; chmod -R u+w "$tmp"
+  mkdir -p "$dir/bin.tmp"
+  (cd "$tmp" && CGO_ENABLED=0 go build -mod=mod -trimpath -o "$dir/bin.tmp/" ./cmd/containerd ./cmd/ctr ./cmd/containerd-shim-runc-v2) >&2
+  rm -rf "$tmp" "$dir/bin"; mv "$dir/bin.tmp" "$dir/bin"
+}
+
+build_go() { # name version cgo pkg...
+  local name=$1 ver=$2 cgo=$3; shift 3
+  local dir=$CACHE/$name-$ver
+  [ -d "$dir/bin" ] && return
+  log "building $name $ver"
+  mkdir -p "$dir/bin.tmp"
+  local p args=()
+  for p in "$@"; do args+=("$p@$ver"); done
+  CGO_ENABLED=$cgo GOBIN=$dir/bin.tmp go install "${args[@]}" >&2
+  rm -rf "$dir/bin"; mv "$dir/bin.tmp" "$dir/bin"
+}
+
+# Builds are independent; run them two at a time (2-core machines).
+build_containerd2 & p1=$!
+build_go runc "$RUNC" 1 github.com/opencontainers/runc & p2=$!
+wait $p2
+build_go cni "$CNI" 0 github.com/containernetworking/plugins/plugins/main/bridge \
+  github.com/containernetworking/plugins/plugins/main/loopback \
+  github.com/containernetworking/plugins/plugins/ipam/host-local \
+  github.com/containernetworking/plugins/plugins/meta/portmap
+build_go registry "$REGISTRY" 0 github.com/distribution/distribution/v3/cmd/registry
+wait $p1
+build_containerd17
+
+crictl=""
+if [ -x "$shared/tools/build-crictl" ]; then
+  crictl=$("$shared/tools/build-crictl" "$CACHE/crictl" | tail -1)
+else
+  log "no $shared/tools/build-crictl: the tests use the project's own CRI client"
+fi
+
+cat <<OUT
+export SG_CONTAINERD2=$CACHE/containerd-$CONTAINERD2/bin
+export SG_CONTAINERD17=$CACHE/containerd-$CONTAINERD17/bin
+export SG_RUNC=$CACHE/runc-$RUNC/bin/runc
+export SG_CNI_BIN=$CACHE/cni-$CNI/bin
+export SG_REGISTRY=$CACHE/registry-$REGISTRY/bin/registry
+OUT
+[ -n "$crictl" ] && echo "export CRICTL=$crictl"
+exit 0
