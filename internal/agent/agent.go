@@ -37,12 +37,13 @@ func New(cfg *config.Config, log logrus.FieldLogger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	list, err := checks.Build(cfg.EffectiveChecks())
+	built, err := checks.Build(cfg.EffectiveChecks(), checks.Deps{})
 	if err != nil {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: log, policy: policy, now: time.Now}
-	a.runner = checks.NewRunner(list, &a.store, checks.Options{
+	a.runner = checks.NewRunner(built.Checks, &a.store, checks.Options{
+		WatchDirs:  built.WatchDirs,
 		Interval:   cfg.Refresh.Interval.Duration,
 		MaxBackoff: cfg.Refresh.MaxBackoff.Duration,
 		Timeout:    cfg.Refresh.Timeout.Duration,

@@ -4,9 +4,12 @@ package checks
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/sirupsen/logrus"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
@@ -52,6 +55,8 @@ type Options struct {
 	Now        func() time.Time
 	// OnRefresh, when set, hears about every published snapshot (metrics).
 	OnRefresh func(*snapshot.Snapshot)
+	// WatchDirs trigger a refresh when something in them changes (CNI config and binaries).
+	WatchDirs []string
 }
 
 // Runner refreshes checks and publishes snapshots into a Store.
@@ -63,6 +68,7 @@ type Runner struct {
 
 	mu       sync.Mutex // serialises refreshes, so ReadySince and transitions stay consistent
 	previous *snapshot.Snapshot
+	inflight []atomic.Bool // per check: a probe is running
 }
 
 // NewRunner returns a runner for checks publishing into store.
@@ -84,7 +90,7 @@ func NewRunner(checks []Check, store *snapshot.Store, opts Options) *Runner {
 		l.SetLevel(logrus.PanicLevel)
 		opts.Log = l
 	}
-	return &Runner{checks: checks, store: store, opts: opts, kick: make(chan struct{}, 1)}
+	return &Runner{checks: checks, store: store, opts: opts, kick: make(chan struct{}, 1), inflight: make([]atomic.Bool, len(checks))}
 }
 
 // Kick asks for a refresh as soon as possible, without waiting for it. Used after a rejection,
@@ -109,15 +115,46 @@ func (r *Runner) refresh(ctx context.Context) (*snapshot.Snapshot, bool) {
 	defer r.mu.Unlock()
 	results := make([]snapshot.Result, len(r.checks))
 	errored := make([]bool, len(r.checks))
-	var wg sync.WaitGroup
+	type answer struct {
+		i   int
+		res snapshot.Result
+		err bool
+	}
+	answers := make(chan answer, len(r.checks))
+	pending := 0
 	for i, c := range r.checks {
-		wg.Add(1)
+		if !r.inflight[i].CompareAndSwap(false, true) {
+			// A probe that ignored its deadline is still running: do not pile up another.
+			results[i], errored[i] = r.stuck(c), true
+			continue
+		}
+		pending++
 		go func() {
-			defer wg.Done()
-			results[i], errored[i] = r.probe(ctx, c)
+			res, err := r.probe(ctx, c)
+			r.inflight[i].Store(false) // before answering, so the next refresh may probe again
+			answers <- answer{i, res, err}
 		}()
 	}
-	wg.Wait()
+	// Wait for every probe, but never much past the probe timeout: a probe stuck in the kernel
+	// or a library must not stop the snapshot (and with it the gate) from being refreshed.
+	grace := time.NewTimer(r.opts.Timeout + 500*time.Millisecond)
+	defer grace.Stop()
+	answered := make([]bool, len(r.checks))
+wait:
+	for pending > 0 {
+		select {
+		case a := <-answers:
+			results[a.i], errored[a.i], answered[a.i] = a.res, a.err, true
+			pending--
+		case <-grace.C:
+			break wait
+		}
+	}
+	for i, c := range r.checks {
+		if !answered[i] && !errored[i] {
+			results[i], errored[i] = r.stuck(c), true
+		}
+	}
 	snap := &snapshot.Snapshot{Results: results, Taken: r.opts.Now()}
 	if snap.Ready() {
 		snap.ReadySince = snap.Taken
@@ -137,6 +174,12 @@ func (r *Runner) refresh(ctx context.Context) (*snapshot.Snapshot, bool) {
 		}
 	}
 	return snap, false
+}
+
+// stuck is the result of a probe that has not answered within its timeout.
+func (r *Runner) stuck(c Check) snapshot.Result {
+	return snapshot.Result{Name: c.Name, Kind: c.Kind, Hint: c.Hint, Informational: c.Informational, Checked: r.opts.Now(),
+		Detail: fmt.Sprintf("the %s probe did not answer within %v", c.Kind, r.opts.Timeout)}
 }
 
 func (r *Runner) probe(ctx context.Context, c Check) (res snapshot.Result, errored bool) {
@@ -178,6 +221,9 @@ func (r *Runner) logTransitions(snap *snapshot.Snapshot) {
 // Run refreshes until ctx ends: at once, then every Interval, sooner when kicked, and backing
 // off (up to MaxBackoff) while probes cannot be evaluated or a refresh is expensive.
 func (r *Runner) Run(ctx context.Context) {
+	if len(r.opts.WatchDirs) > 0 {
+		go r.watch(ctx)
+	}
 	b := backoff.New(backoff.Policy{Initial: r.opts.Interval, Max: r.opts.MaxBackoff, Jitter: 0.1})
 	const minGap = 100 * time.Millisecond // kicks never turn into a busy loop
 	for {
@@ -204,6 +250,46 @@ func (r *Runner) Run(ctx context.Context) {
 				return
 			}
 		case <-timer.C:
+		}
+	}
+}
+
+// watch kicks a refresh when a watched directory changes, so a CNI config written (or removed)
+// is seen at once rather than at the next interval. Directories that do not exist yet are added
+// when they appear; the interval refresh covers the meantime.
+func (r *Runner) watch(ctx context.Context) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		r.opts.Log.WithError(err).Warn("cannot watch CNI directories; relying on the refresh interval")
+		return
+	}
+	defer w.Close()
+	watched := map[string]bool{}
+	addMissing := func() {
+		for _, d := range r.opts.WatchDirs {
+			if !watched[d] && w.Add(d) == nil {
+				watched[d] = true
+			}
+		}
+	}
+	addMissing()
+	retry := time.NewTicker(5 * time.Second)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			if ev.Has(fsnotify.Remove) && watched[ev.Name] {
+				delete(watched, ev.Name) // the directory itself went away
+			}
+			r.Kick()
+		case <-w.Errors:
+		case <-retry.C:
+			addMissing()
 		}
 	}
 }

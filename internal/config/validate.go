@@ -131,9 +131,9 @@ func (ch *Check) validate(key string) *Error {
 	case ch.Nftables != nil:
 		t := ch.Nftables
 		switch t.Family {
-		case "ip", "ip6", "inet", "arp", "bridge", "netdev":
+		case "ip", "ip6":
 		default:
-			return bad(".nftables.family", "%q is not one of ip, ip6, inet, arp, bridge, netdev", t.Family)
+			return bad(".nftables.family", "%q is not one of ip, ip6", t.Family)
 		}
 		if t.Table == "" {
 			return bad(".nftables.table", "must not be empty")
