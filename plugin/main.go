@@ -47,6 +47,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdRun(ctx, args[1:], stderr)
 	case "check":
 		return cmdCheck(ctx, args[1:], stdout, stderr)
+	case "ensure":
+		return cmdEnsure(ctx, args[1:], stdout, stderr)
+	case "eks-pause-image":
+		return cmdEKSPauseImage(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sandbox-guard", version)
 		return exitOK
@@ -68,6 +72,8 @@ it reads its configuration from containerd (/etc/nri/conf.d/10-sandbox-guard.con
 commands:
   run     --config FILE [--nri-socket PATH]   run as an external NRI plugin (logs to stderr)
   check   [--config FILE] [-o table|json]     run every check now; exit 0 ready, 1 not ready, 2 bad config
+  ensure  [--config FILE]                     make every configured image present and pinned once; exit 0/1
+  eks-pause-image --region R [--fips] [--version V]   print the EKS pause image for a region
   version                                     print the version
 `)
 }

@@ -8,13 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/checks"
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
+	"github.com/sandbox-guard/sandbox-guard/internal/containerd"
+	"github.com/sandbox-guard/sandbox-guard/internal/ecr"
 	"github.com/sandbox-guard/sandbox-guard/internal/gate"
+	"github.com/sandbox-guard/sandbox-guard/internal/keeper"
 	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
 )
 
@@ -26,6 +30,10 @@ type Agent struct {
 	store  snapshot.Store
 	runner *checks.Runner
 	now    func() time.Time
+
+	ecr    *ecr.Provider
+	images *containerd.Client
+	keeper atomic.Pointer[keeper.Keeper]
 
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
@@ -42,7 +50,13 @@ func New(cfg *config.Config, log logrus.FieldLogger) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: log, policy: policy, now: time.Now}
-	a.runner = checks.NewRunner(built.Checks, &a.store, checks.Options{
+	a.ecr = newECRProvider(cfg, a)
+	list := built.Checks
+	if cfg.SandboxImage != "" || len(cfg.PinImages) > 0 {
+		list = append(list, checks.Check{Name: "images", Kind: "image", Informational: true, Prober: imagesProber{a},
+			Hint: "sandbox-guard's image keeper repairs this"})
+	}
+	a.runner = checks.NewRunner(list, &a.store, checks.Options{
 		WatchDirs:  built.WatchDirs,
 		Interval:   cfg.Refresh.Interval.Duration,
 		MaxBackoff: cfg.Refresh.MaxBackoff.Duration,
@@ -56,10 +70,14 @@ func New(cfg *config.Config, log logrus.FieldLogger) (*Agent, error) {
 // NRI handshake is never delayed.
 func (a *Agent) Start(ctx context.Context) {
 	ctx, a.cancel = context.WithCancel(ctx)
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
 		a.runner.Run(ctx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.runImages(ctx)
 	}()
 }
 
@@ -69,10 +87,27 @@ func (a *Agent) Stop() {
 		a.cancel()
 	}
 	a.wg.Wait()
+	if a.images != nil {
+		_ = a.images.Close()
+	}
 }
 
-// CheckNow runs every check once and returns the snapshot (the `check` command).
-func (a *Agent) CheckNow(ctx context.Context) *snapshot.Snapshot { return a.runner.Refresh(ctx) }
+// CheckNow runs every check once and returns the snapshot (the `check` command). Images are
+// inspected, not repaired.
+func (a *Agent) CheckNow(ctx context.Context) *snapshot.Snapshot {
+	if a.cfg.SandboxImage != "" || len(a.cfg.PinImages) > 0 {
+		if k, err := a.buildKeeper(ctx); err != nil {
+			a.log.WithError(err).Error("cannot resolve the images to keep")
+		} else {
+			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			k.InspectAll(ictx)
+			cancel()
+			a.keeper.Store(k)
+			defer a.images.Close()
+		}
+	}
+	return a.runner.Refresh(ctx)
+}
 
 // Admit is the RunPodSandbox decision: one atomic load, a pure decision, a log line.
 func (a *Agent) Admit(_ context.Context, pod gate.Pod) error {

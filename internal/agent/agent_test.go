@@ -26,7 +26,7 @@ const hint = "the network agent writes it when ready"
 // newAgent builds an agent whose only check is that marker exists.
 func newAgent(t *testing.T, marker string, mutate func(*config.Config)) (*Agent, *logtest.Hook) {
 	t.Helper()
-	doc := "preset: none\nrefresh: {interval: 10m, maxBackoff: 10m, timeout: 1s}\nchecks:\n- name: marker\n  hint: " + hint + "\n  file: {path: " + marker + "}\n"
+	doc := "preset: none\nsandboxImage: \"\"\nrefresh: {interval: 10m, maxBackoff: 10m, timeout: 1s}\nchecks:\n- name: marker\n  hint: " + hint + "\n  file: {path: " + marker + "}\n"
 	cfg, err := config.Parse([]byte(doc), "test")
 	if err != nil {
 		t.Fatalf("config: %v", err)

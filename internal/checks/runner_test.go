@@ -423,7 +423,7 @@ func TestConcurrentRefreshes(t *testing.T) {
 func TestNewRunnerDefaults(t *testing.T) {
 	var store snapshot.Store
 	tests := []struct {
-		in                             Options
+		in                            Options
 		interval, maxBackoff, timeout time.Duration
 	}{
 		{Options{}, time.Second, time.Second, time.Second},
@@ -450,4 +450,51 @@ func waitClosed(t *testing.T, done <-chan struct{}) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context was cancelled")
 	}
+}
+
+// A probe that ignores its context cannot stall refreshes: the refresh publishes "did not
+// answer" once the timeout (plus grace) passes, and does not start a second copy of the probe
+// while the first is still running.
+func TestStuckProbeDoesNotStallRefresh(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int64
+	stuck := ProberFunc(func(context.Context) Outcome {
+		calls.Add(1)
+		<-release // ignores ctx
+		return Outcome{OK: true}
+	})
+	var store snapshot.Store
+	r := NewRunner([]Check{{Name: "stuck", Kind: "socket", Prober: stuck}, {Name: "fine", Prober: &countingProber{}}},
+		&store, Options{Timeout: 20 * time.Millisecond})
+	released := false
+	t.Cleanup(func() {
+		if !released {
+			close(release)
+		}
+	})
+
+	for i := 0; i < 2; i++ {
+		ch := make(chan *snapshot.Snapshot, 1)
+		go func() { ch <- r.Refresh(context.Background()) }()
+		var s *snapshot.Snapshot
+		select {
+		case s = <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("refresh %d stalled behind a stuck probe", i+1)
+		}
+		if s.Results[0].OK || !strings.Contains(s.Results[0].Detail, "did not answer within 20ms") {
+			t.Errorf("refresh %d: stuck probe result %+v", i+1, s.Results[0])
+		}
+		if !s.Results[1].OK {
+			t.Errorf("refresh %d: the other probe's result was lost: %+v", i+1, s.Results[1])
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("stuck probe started %d times, want 1 (no pile-up)", n)
+	}
+	close(release)
+	released = true
+	waitFor(t, "the probe to run again once it returned", func() bool {
+		return r.Refresh(context.Background()).Results[0].OK
+	})
 }

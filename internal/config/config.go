@@ -44,6 +44,79 @@ type Config struct {
 	Refresh Refresh `json:"refresh"`
 	// SettleTime is how long every check must have passed before pods are admitted.
 	SettleTime Duration `json:"settleTime"`
+
+	// SandboxImage is the pod sandbox image to keep present and pinned: "auto" (read it from
+	// containerd's configuration), "eks" (the EKS pause image of the node's region), an image
+	// reference, or "" to keep no sandbox image.
+	SandboxImage string `json:"sandboxImage"`
+	// SandboxImageFallbacks are pulled, in order, when the sandbox image itself cannot be; the
+	// result is tagged under the sandbox image's name. Default for "eks": the correct-region
+	// account image, then public.ecr.aws/eks-distro, then registry.k8s.io.
+	SandboxImageFallbacks []string `json:"sandboxImageFallbacks"`
+	// PinImages are more images to keep present and pinned (e.g. the CNI's).
+	PinImages []PinImage `json:"pinImages"`
+	// StateDir holds the local copies of the kept images.
+	StateDir string `json:"stateDir"`
+	// Keeper tunes the image keeper.
+	Keeper Keeper `json:"keeper"`
+	// Containerd says how to reach containerd and where its configuration is.
+	Containerd Containerd `json:"containerd"`
+	// EKS configures sandboxImage: eks.
+	EKS EKS `json:"eks"`
+	// ECR configures ECR credentials.
+	ECR ECR `json:"ecr"`
+}
+
+// PinImage is one more image to keep present and pinned.
+type PinImage struct {
+	Image     string   `json:"image"`
+	Fallbacks []string `json:"fallbacks,omitempty"`
+}
+
+// Keeper tunes the image keeper.
+type Keeper struct {
+	// ReconcileInterval is how often every image is checked besides containerd's events.
+	ReconcileInterval Duration `json:"reconcileInterval"`
+	// LocalCopy keeps an OCI archive of each image in stateDir to restore from when every source fails.
+	LocalCopy bool `json:"localCopy"`
+}
+
+// Containerd says how to reach containerd.
+type Containerd struct {
+	Address     string `json:"address"`
+	Namespace   string `json:"namespace"`
+	Snapshotter string `json:"snapshotter"`
+	// ConfigFile is containerd's main configuration (for sandboxImage: auto and the registry
+	// hosts directory); its imports are followed.
+	ConfigFile string `json:"configFile"`
+	// RegistryConfigPath overrides the hosts.toml directory read from ConfigFile.
+	RegistryConfigPath string `json:"registryConfigPath"`
+}
+
+// EKS configures the EKS pause image.
+type EKS struct {
+	// Region is the node's region; empty asks the instance metadata service.
+	Region       string `json:"region"`
+	FIPS         bool   `json:"fips"`
+	PauseVersion string `json:"pauseVersion"`
+}
+
+// ECR configures where ECR tokens come from.
+type ECR struct {
+	// Registries declares more hosts as ECR registries of a region (VPC endpoints, private
+	// aliases, test registries): host[:port] -> region.
+	Registries map[string]string `json:"registries"`
+	// Endpoint overrides the ECR API endpoint in every region; Endpoints per region.
+	Endpoint  string            `json:"endpoint"`
+	Endpoints map[string]string `json:"endpoints"`
+	// SharedConfigFiles and SharedCredentialsFiles name AWS config files: containerd starts the
+	// plugin without any environment, so ~/.aws is not found (EKS Hybrid Nodes, on-premises).
+	SharedConfigFiles      []string `json:"sharedConfigFiles"`
+	SharedCredentialsFiles []string `json:"sharedCredentialsFiles"`
+	Profile                string   `json:"profile"`
+	// CredentialBridge keeps the current ECR token in containerd's hosts.toml for the hosts of
+	// the kept images, so that containerd's own pulls authenticate too.
+	CredentialBridge bool `json:"credentialBridge"`
 }
 
 // Log configures logging.
@@ -151,6 +224,13 @@ func Default() *Config {
 		Log:     Log{File: "/var/log/sandbox-guard.log", Level: "info", Format: "text", MaxSizeMB: 10, MaxBackups: 3},
 		Preset:  PresetEKS,
 		Refresh: Refresh{Interval: Duration{time.Second}, MaxBackoff: Duration{30 * time.Second}, Timeout: Duration{time.Second}},
+
+		SandboxImage: "auto",
+		StateDir:     "/var/lib/sandbox-guard",
+		Keeper:       Keeper{ReconcileInterval: Duration{time.Minute}, LocalCopy: true},
+		Containerd: Containerd{Address: "/run/containerd/containerd.sock", Namespace: "k8s.io",
+			Snapshotter: "overlayfs", ConfigFile: "/etc/containerd/config.toml"},
+		EKS: EKS{PauseVersion: "3.10"},
 	}
 }
 

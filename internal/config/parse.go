@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	yamlv3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
 )
 
@@ -20,9 +21,9 @@ func Parse(data []byte, source string) (*Config, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return cfg, cfg.validate(source)
 	}
-	js, err := yaml.YAMLToJSONStrict(data)
+	js, err := yamlToJSON(data)
 	if err != nil {
-		return nil, &Error{Source: source, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")}
+		return nil, &Error{Source: source, Msg: "not valid YAML: " + err.Error()}
 	}
 	var tree any
 	if err := json.Unmarshal(js, &tree); err != nil {
@@ -52,6 +53,21 @@ func ParseLenient(data []byte) *Config {
 		return Default()
 	}
 	return cfg
+}
+
+// yamlToJSON reads YAML 1.2, where `off`, `no` and `on` are strings (YAML 1.1, which
+// sigs.k8s.io/yaml's converter follows, turns `mode: off` into a boolean), and rejects duplicate
+// keys.
+func yamlToJSON(data []byte) ([]byte, error) {
+	var v any
+	if err := yamlv3.Unmarshal(data, &v); err != nil {
+		return nil, errors.New(strings.Join(strings.Fields(strings.TrimPrefix(err.Error(), "yaml: ")), " "))
+	}
+	js, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("only string keys are allowed: %w", err)
+	}
+	return js, nil
 }
 
 var unmarshalerType = reflect.TypeOf((*json.Unmarshaler)(nil)).Elem()

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/sirupsen/logrus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -83,11 +84,118 @@ func (c *Config) validateKeys() *Error {
 	if c.Refresh.MaxBackoff.Duration < c.Refresh.Interval.Duration {
 		return bad("refresh.maxBackoff", "must be at least refresh.interval (%v), got %v", c.Refresh.Interval.Duration, c.Refresh.MaxBackoff.Duration)
 	}
-	if d := c.Refresh.Timeout.Duration; d <= 0 || d > time.Minute {
+	if d := c.Refresh.Timeout.Duration; d < time.Millisecond || d > time.Minute {
 		return bad("refresh.timeout", "must be between 1ms and 1m, got %v", d)
 	}
 	if c.SettleTime.Duration < 0 {
 		return bad("settleTime", "must not be negative, got %v", c.SettleTime.Duration)
+	}
+	return c.validateImages()
+}
+
+func (c *Config) validateImages() *Error {
+	bad := func(key, format string, args ...any) *Error {
+		return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch c.SandboxImage {
+	case "", "auto", "eks":
+	default:
+		if err := ValidImageRef(c.SandboxImage); err != nil {
+			return bad("sandboxImage", "%v (or use auto, eks, or \"\" for none)", err)
+		}
+	}
+	for i, f := range c.SandboxImageFallbacks {
+		if err := ValidImageRef(f); err != nil {
+			return bad(fmt.Sprintf("sandboxImageFallbacks[%d]", i), "%v", err)
+		}
+	}
+	for i, p := range c.PinImages {
+		if err := ValidImageRef(p.Image); err != nil {
+			return bad(fmt.Sprintf("pinImages[%d].image", i), "%v", err)
+		}
+		for j, f := range p.Fallbacks {
+			if err := ValidImageRef(f); err != nil {
+				return bad(fmt.Sprintf("pinImages[%d].fallbacks[%d]", i, j), "%v", err)
+			}
+		}
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		return bad("stateDir", "%q is not an absolute path", c.StateDir)
+	}
+	if d := c.Keeper.ReconcileInterval.Duration; d < time.Second {
+		return bad("keeper.reconcileInterval", "must be at least 1s, got %v", d)
+	}
+	if !filepath.IsAbs(c.Containerd.Address) {
+		return bad("containerd.address", "%q is not an absolute socket path", c.Containerd.Address)
+	}
+	if c.Containerd.Namespace == "" {
+		return bad("containerd.namespace", "must not be empty")
+	}
+	if c.Containerd.Snapshotter == "" {
+		return bad("containerd.snapshotter", "must not be empty")
+	}
+	if c.Containerd.ConfigFile != "" && !filepath.IsAbs(c.Containerd.ConfigFile) {
+		return bad("containerd.configFile", "%q is not an absolute path", c.Containerd.ConfigFile)
+	}
+	for _, d := range filepath.SplitList(c.Containerd.RegistryConfigPath) {
+		if !filepath.IsAbs(d) {
+			return bad("containerd.registryConfigPath", "%q is not an absolute path", d)
+		}
+	}
+	if c.EKS.Region != "" && !regionPattern.MatchString(c.EKS.Region) {
+		return bad("eks.region", "%q does not look like an AWS region (e.g. us-west-2)", c.EKS.Region)
+	}
+	if !pauseVersionPattern.MatchString(c.EKS.PauseVersion) {
+		return bad("eks.pauseVersion", "%q is not a tag such as 3.10", c.EKS.PauseVersion)
+	}
+	for host, region := range c.ECR.Registries {
+		if host == "" || strings.ContainsAny(host, "/ ") {
+			return bad("ecr.registries", "%q is not a registry host[:port]", host)
+		}
+		if !regionPattern.MatchString(region) {
+			return bad("ecr.registries."+host, "%q does not look like an AWS region", region)
+		}
+	}
+	if c.ECR.Endpoint != "" {
+		if err := validURL(c.ECR.Endpoint); err != nil {
+			return bad("ecr.endpoint", "%v", err)
+		}
+	}
+	for region, ep := range c.ECR.Endpoints {
+		if err := validURL(ep); err != nil {
+			return bad("ecr.endpoints."+region, "%v", err)
+		}
+	}
+	for i, f := range c.ECR.SharedConfigFiles {
+		if !filepath.IsAbs(f) {
+			return bad(fmt.Sprintf("ecr.sharedConfigFiles[%d]", i), "%q is not an absolute path", f)
+		}
+	}
+	for i, f := range c.ECR.SharedCredentialsFiles {
+		if !filepath.IsAbs(f) {
+			return bad(fmt.Sprintf("ecr.sharedCredentialsFiles[%d]", i), "%q is not an absolute path", f)
+		}
+	}
+	return nil
+}
+
+var (
+	regionPattern       = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d+$`)
+	pauseVersionPattern = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
+)
+
+// ValidImageRef checks that ref names an image the way containerd's CRI accepts it.
+func ValidImageRef(ref string) error {
+	if _, err := reference.ParseDockerRef(ref); err != nil {
+		return fmt.Errorf("%q is not an image reference: %v", ref, err)
+	}
+	return nil
+}
+
+func validURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http:// or https:// URL", s)
 	}
 	return nil
 }

@@ -120,7 +120,7 @@ func (p *Policy) Decide(pod Pod, snap *snapshot.Snapshot, now time.Time) Decisio
 // Message is the one-line rejection text: containerd returns it to kubelet, which shows it in
 // the pod's FailedCreatePodSandBox event.
 func Message(pod Pod, problem string) string {
-	return fmt.Sprintf("sandbox-guard: pod %s not started: %s; kubelet will retry", pod, problem)
+	return fmt.Sprintf("sandbox-guard: pod %s not started: %s; kubelet will retry", oneLine(pod.String()), problem)
 }
 
 func describe(failing []snapshot.Result) string {

@@ -72,6 +72,9 @@ func (i *Inspector) ChainExists(ctx context.Context, b Backend, f Family, table,
 	}
 	switch b {
 	case NFT:
+		if len(table) >= nftMaxNameLen || len(chain) >= nftMaxNameLen {
+			return false, nil // nf_tables cannot hold such a name (and rejects the request)
+		}
 		ok, err := nftChainExists(ctx, f, table, chain)
 		if err != nil {
 			return false, fmt.Errorf("asking nft %s table %s for chain %s: %w", f, table, chain, err)
@@ -90,11 +93,12 @@ func (i *Inspector) ChainExists(ctx context.Context, b Backend, f Family, table,
 }
 
 // Chains returns the names of all chains in table, builtin chains included, or nil when the
-// table does not exist. For legacy this is the one full-table read; builtins come first in hook
-// order, then user chains in table order (alphabetical, as iptables keeps them). For nft the
-// order is the kernel's, and builtin chains appear only if they exist in the kernel:
-// iptables-nft creates base chains on demand, so an unused PREROUTING may be missing. The cost
-// grows with the number of chains in the family (a chain dump carries no rules).
+// table does not exist (or, for nft, holds no chain). For legacy this is the one full-table
+// read; builtins come first in hook order, then user chains in table order (alphabetical, as
+// iptables keeps them). For nft the order is the kernel's, and builtin chains appear only if
+// they exist in the kernel: iptables-nft creates base chains on demand, so an unused INPUT in
+// nat may be missing. The nft cost grows with the number of chains of all tables of the
+// family (a chain dump carries no rules), not with rules.
 func (i *Inspector) Chains(ctx context.Context, b Backend, f Family, table string) ([]string, error) {
 	if err := validate(b, f, table); err != nil {
 		return nil, err

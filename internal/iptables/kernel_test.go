@@ -205,6 +205,8 @@ func TestKernelChains(t *testing.T) {
 				mustExist(t, i, b, IPv6, "nat", "KUBE-SERVICES", false)     //
 				mustExist(t, i, other, IPv4, "nat", "KUBE-SERVICES", false) // other backend
 				mustExist(t, i, b, IPv4, "nat", strings.Repeat("K", 40), false)
+				mustExist(t, i, b, IPv4, "nat", strings.Repeat("K", 300), false)
+				mustExist(t, i, b, IPv4, strings.Repeat("t", 300), "KUBE-SERVICES", false)
 
 				nat := mustChains(t, i, b, IPv4, "nat")
 				if n := countPrefix(nat, "KUBE-SVC-"); n != 13 {
@@ -371,12 +373,16 @@ func TestKernelContext(t *testing.T) {
 		}
 		ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		mustExistCtx := func() {
-			if _, err := i.ChainExists(ctx, NFT, IPv4, "nat", "X"); err != nil {
-				t.Errorf("with deadline: %v", err)
+		for _, b := range []Backend{NFT, Legacy} {
+			if ok, err := i.ChainExists(ctx, b, IPv4, "nat", "X"); ok || err != nil {
+				t.Errorf("%s: with deadline: %v, %v", b, ok, err)
 			}
 		}
-		mustExistCtx()
+		expired, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+		defer cancel2()
+		if _, err := nftChains(expired, IPv4, "nat"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("expired deadline: err = %v", err)
+		}
 		if _, err := i.ChainExists(ctx, "ebtables", IPv4, "nat", "X"); err == nil {
 			t.Error("unknown backend accepted")
 		}

@@ -25,21 +25,25 @@ const (
 	xtTargetNameLen   = 29 // xt_entry_target.u.user.name
 	xtTargetHeaderLen = 32 // sizeof(struct xt_entry_target); target data follows
 	xtTargetNameOff   = 2  // after u.user.target_size (u16)
+	legacyErrorTarget = "ERROR"
+	legacyMaxChainLen = xtFuncMaxNameLen - 1 // longest chain name the kernel can store
 
 	// struct ipt_getinfo (ip6t_getinfo is identical): name[32], valid_hooks, hook_entry[5],
 	// underflow[5], num_entries, size.
-	getinfoLen          = 84
-	getinfoValidHooks   = 32
-	getinfoSizeOff      = 80
-	legacyMaxChainLen   = xtFuncMaxNameLen - 1
-	legacyEntriesRetry  = 3
-	legacyErrorTarget   = "ERROR" // XT_ERROR_TARGET: user chain heads and the table end marker
-	nfInetNumHooks      = 5
-	getEntriesSizeOff   = 32 // ipt_get_entries.size, after name[32]
-	getEntriesUnaligned = 36 // name[32] + size; padded to the alignment of ipt_entry
+	getinfoLen        = 84
+	getinfoValidHooks = 32
+	getinfoSizeOff    = 80
+	nfInetNumHooks    = 5
+
+	// struct ipt_get_entries (ip6t_get_entries is identical): name[32], size, then the
+	// entries, aligned like ipt_entry.
+	getEntriesSizeOff   = 32
+	getEntriesUnaligned = 36
+
+	legacyEntriesRetry = 3 // reads in a row that may find the table resized in between
 )
 
-// hookNames are the builtin chains by NF_INET_* hook number, as valid_hooks bits.
+// hookName is the builtin chain of NF_INET_* hook h, which is bit h of valid_hooks.
 func hookName(h int) string {
 	return [nfInetNumHooks]string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}[h]
 }
@@ -215,9 +219,6 @@ func parseEntries(b []byte, l entryLayout) ([]string, error) {
 	var chains []string
 	sawEnd := false
 	for off := 0; off < len(b); {
-		if sawEnd {
-			return nil, fmt.Errorf("entry at offset %d after the table end marker", off)
-		}
 		if len(b)-off < l.size {
 			return nil, fmt.Errorf("truncated entry at offset %d: %d bytes left, header is %d", off, len(b)-off, l.size)
 		}
@@ -233,7 +234,7 @@ func parseEntries(b []byte, l entryLayout) ([]string, error) {
 			data := t[xtTargetHeaderLen:]
 			name := string(cBytes(data[:min(len(data), xtFuncMaxNameLen)]))
 			if off+next == len(b) {
-				sawEnd = true // the end marker; its name is "ERROR"
+				sawEnd = true // the last entry is the end marker, named "ERROR"
 			} else {
 				if name == "" {
 					return nil, fmt.Errorf("chain head at offset %d has no name", off)

@@ -30,14 +30,13 @@ func TestDemo(t *testing.T) {
 	n := harness.StartNode(t, env, c, harness.NodeOptions{PluginConfig: func(n *harness.Node) string {
 		marker = filepath.Join(n.Dir, "network-ready")
 		return fmt.Sprintf(`mode: enforce
-log: {file: %s}
-preset: none
+%spreset: none
 refresh: {interval: 200ms}
 checks:
   - name: network-ready
     file: {path: %s}
     hint: the CNI agent writes this file once the node network is up
-`, n.PluginLog, marker)
+`, n.PluginBase(), marker)
 	}})
 	say("node up: containerd started sandbox-guard itself from %s (pre-registered), config from %s", n.PluginDir, n.PluginConfDir)
 

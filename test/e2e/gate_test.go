@@ -16,14 +16,13 @@ import (
 func markerConfig(mode string) func(n *harness.Node) string {
 	return func(n *harness.Node) string {
 		return fmt.Sprintf(`mode: %s
-log: {file: %s, level: debug}
-preset: none
+%spreset: none
 refresh: {interval: 200ms}
 checks:
   - name: marker
     file: {path: %s}
     hint: the test has not written its marker yet
-`, mode, n.PluginLog, filepath.Join(n.Dir, "ready"))
+`, mode, n.PluginBase(), filepath.Join(n.Dir, "ready"))
 	}
 }
 

@@ -21,8 +21,7 @@ import (
 // works), and kube-proxy's check also wants a KUBE-SVC- chain.
 func eksConfig(n *harness.Node, agentConfDir string) string {
 	return fmt.Sprintf(`mode: enforce
-log: {file: %s, level: debug}
-preset: eks
+%spreset: eks
 refresh: {interval: 200ms}
 disableChecks: [vpc-cni-ipamd]
 checks:
@@ -32,7 +31,7 @@ checks:
   - name: kube-proxy-rules
     iptables: {table: nat, chain: KUBE-SERVICES, chainPrefix: KUBE-SVC-}
     hint: kube-proxy has not synced its rules yet
-`, n.PluginLog, agentConfDir, n.Env.CNIBin)
+`, n.PluginBase(), agentConfDir, n.Env.CNIBin)
 }
 
 func TestNetworkGateIptablesBothBackends(t *testing.T) {
@@ -129,8 +128,7 @@ func TestNetworkGateHTTPAndSocket(t *testing.T) {
 			url = fmt.Sprintf("http://%s/readiness", l.Addr())
 			sock = filepath.Join(n.Dir, "ipamd.sock")
 			return fmt.Sprintf(`mode: enforce
-log: {file: %s, level: debug}
-preset: none
+%spreset: none
 refresh: {interval: 200ms}
 checks:
   - name: felix
@@ -139,7 +137,7 @@ checks:
   - name: ipamd
     socket: {addresses: ["unix://%s", "tcp://127.0.0.1:1"]}
     hint: the VPC CNI's ipamd is not serving yet
-`, n.PluginLog, url, sock)
+`, n.PluginBase(), url, sock)
 		}})
 		_, err := n.CRI.RunP(harness.Pod{Name: "web-1"})
 		wantRejection(t, err, "felix: GET "+url+" answered 503", "ipamd: no socket accepts connections")
@@ -169,6 +167,7 @@ func TestCheckCommand(t *testing.T) {
 	marker := filepath.Join(dir, "ready")
 	cfg := filepath.Join(dir, "sg.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`preset: none
+sandboxImage: ""
 checks:
   - name: kube-proxy-rules
     iptables: {table: nat, chain: KUBE-SERVICES}

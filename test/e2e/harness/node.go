@@ -25,6 +25,11 @@ type NodeOptions struct {
 	PluginConfig func(n *Node) string
 	// NoSandboxImage leaves the sandbox image out of containerd (the keeper's job to pull it).
 	NoSandboxImage bool
+	// ConfiguredSandbox, when set, is the repository:tag containerd's configuration names as
+	// the sandbox image instead of the one pushed (a wrong account or region).
+	ConfiguredSandbox string
+	// BeforeStart runs after the node's files are written and before containerd starts.
+	BeforeStart func(n *Node)
 }
 
 // Node is one containerd with CRI and NRI, in its own directory and network namespace.
@@ -45,7 +50,8 @@ type Node struct {
 	CNIConfDir    string
 	ConfigFile    string // containerd's main config
 	LogFile       string // containerd's log
-	SandboxImage  string
+	SandboxImage  string // what containerd's configuration names
+	PushedImage   string // what the registry holds
 	CRI           *CRI
 
 	id           string
@@ -68,6 +74,10 @@ func StartNode(t testing.TB, env *Env, c Containerd, opts NodeOptions) *Node {
 	n.NS = NewNetNS(t)
 	n.Registry = StartRegistry(t, env, n.NS, dir)
 	n.SandboxImage, _ = n.Registry.PushPause(t, env, opts.SandboxRepo, opts.SandboxTag)
+	n.PushedImage = n.SandboxImage
+	if opts.ConfiguredSandbox != "" {
+		n.SandboxImage = n.Registry.Host + "/" + opts.ConfiguredSandbox
+	}
 
 	n.Socket = filepath.Join(dir, "containerd.sock")
 	n.NRISocket = filepath.Join(dir, "nri.sock")
@@ -91,6 +101,9 @@ func StartNode(t testing.TB, env *Env, c Containerd, opts NodeOptions) *Node {
 	}
 	n.CRI = newCRI(t, env, n)
 	t.Cleanup(n.teardown)
+	if opts.BeforeStart != nil {
+		opts.BeforeStart(n)
+	}
 	n.Start()
 	if !opts.NoSandboxImage {
 		n.CRI.MustPull(n.SandboxImage, n.Registry.User+":"+n.Registry.Password)
@@ -416,3 +429,10 @@ state = "{{.Dir}}/state"
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "{{.CertsDir}}"
 `
+
+// PluginBase is the part of a plugin configuration that ties it to this node: its log file,
+// containerd socket and configuration, and a state directory. Test configurations start with it.
+func (n *Node) PluginBase() string {
+	return fmt.Sprintf("log: {file: %s, level: debug}\ncontainerd: {address: %s, configFile: %s}\nstateDir: %s\n",
+		n.PluginLog, n.Socket, n.ConfigFile, filepath.Join(n.Dir, "state"))
+}

@@ -1,0 +1,354 @@
+// Package containerd is sandbox-guard's adapter over the containerd v2 Go client: exactly the
+// image operations the keeper needs, in one namespace, done the way CRI expects to find them.
+// It connects lazily, so the plugin never waits for containerd (a pre-registered plugin starts
+// before containerd's gRPC socket serves).
+package containerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	eventtypes "github.com/containerd/containerd/api/events"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/images/archive"
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	"github.com/containerd/containerd/v2/core/remotes/docker/config"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	"github.com/containerd/typeurl/v2"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Options say where containerd is and how CRI uses it.
+type Options struct {
+	Address     string
+	Namespace   string   // k8s.io for CRI
+	Snapshotter string   // CRI's snapshotter, overlayfs by default
+	HostsDirs   []string // registry config_path: hosts.toml per host, tried in order
+}
+
+// Client talks to one containerd.
+type Client struct {
+	opts     Options
+	platform platforms.MatchComparer
+
+	mu sync.Mutex
+	c  *containerd.Client
+}
+
+// New returns a client; nothing is dialled until the first call.
+func New(opts Options) *Client {
+	return &Client{opts: opts, platform: platforms.Default()}
+}
+
+// Close closes the connection, if any.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.c == nil {
+		return nil
+	}
+	err := c.c.Close()
+	c.c = nil
+	return err
+}
+
+func (c *Client) client(ctx context.Context) (*containerd.Client, context.Context, error) {
+	ctx = namespaces.WithNamespace(ctx, c.opts.Namespace)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.c != nil {
+		return c.c, ctx, nil
+	}
+	cl, err := containerd.New(c.opts.Address, containerd.WithDefaultNamespace(c.opts.Namespace), containerd.WithTimeout(5*time.Second))
+	if err != nil {
+		return nil, ctx, fmt.Errorf("connecting to containerd at %s: %w", c.opts.Address, err)
+	}
+	c.c = cl
+	return cl, ctx, nil
+}
+
+// Image is an image record.
+type Image struct {
+	Name   string
+	Target ocispec.Descriptor
+	Labels map[string]string
+}
+
+// Get returns the record called name; ok is false when there is none.
+func (c *Client) Get(ctx context.Context, name string) (Image, bool, error) {
+	cl, ctx, err := c.client(ctx)
+	if err != nil {
+		return Image{}, false, err
+	}
+	img, err := cl.ImageService().Get(ctx, name)
+	if errdefs.IsNotFound(err) {
+		return Image{}, false, nil
+	}
+	if err != nil {
+		return Image{}, false, fmt.Errorf("looking up image %s: %w", name, err)
+	}
+	return Image{Name: img.Name, Target: img.Target, Labels: img.Labels}, true, nil
+}
+
+// Usable reports whether the content of target is complete for this platform and unpacked into
+// the snapshotter, and returns the image config's digest (CRI's image ID).
+func (c *Client) Usable(ctx context.Context, name string) (complete, unpacked bool, configDigest string, err error) {
+	cl, ctx, err := c.client(ctx)
+	if err != nil {
+		return false, false, "", err
+	}
+	rec, err := cl.ImageService().Get(ctx, name)
+	if err != nil {
+		return false, false, "", fmt.Errorf("looking up image %s: %w", name, err)
+	}
+	complete, _, _, _, err = images.Check(ctx, cl.ContentStore(), rec.Target, c.platform)
+	if err != nil {
+		return false, false, "", fmt.Errorf("checking content of %s: %w", name, err)
+	}
+	if !complete {
+		return false, false, "", nil
+	}
+	img := containerd.NewImageWithPlatform(cl, rec, c.platform)
+	cfg, err := img.Config(ctx)
+	if err != nil {
+		return true, false, "", fmt.Errorf("reading config of %s: %w", name, err)
+	}
+	unpacked, err = img.IsUnpacked(ctx, c.opts.Snapshotter)
+	if err != nil {
+		return true, false, "", fmt.Errorf("checking %s is unpacked: %w", name, err)
+	}
+	return true, unpacked, cfg.Digest.String(), nil
+}
+
+// Credentials answers a registry's authentication challenge for host; empty strings mean
+// anonymous.
+type Credentials func(ctx context.Context, host string) (user, secret string, err error)
+
+// Pull fetches every blob of ref for this platform (even layers whose snapshots already exist,
+// so the content is complete and can be exported), stores the record under ref with labels
+// (given in full: containerd replaces a record's labels on re-pull), and unpacks it. It honours
+// the registry hosts directory, so mirrors keep working.
+func (c *Client) Pull(ctx context.Context, ref string, creds Credentials, labels map[string]string) (Image, error) {
+	cl, ctx, err := c.client(ctx)
+	if err != nil {
+		return Image{}, err
+	}
+	hosts := config.ConfigureHosts(ctx, config.HostOptions{
+		HostDir: c.hostDir,
+		Credentials: func(host string) (string, string, error) {
+			if creds == nil {
+				return "", "", nil
+			}
+			return creds(ctx, host)
+		},
+	})
+	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: hosts})
+	img, err := cl.Fetch(ctx, ref, containerd.WithResolver(resolver), containerd.WithPlatformMatcher(c.platform), containerd.WithPullLabels(labels))
+	if err != nil {
+		return Image{}, err
+	}
+	if err := containerd.NewImageWithPlatform(cl, img, c.platform).Unpack(ctx, c.opts.Snapshotter); err != nil {
+		return Image{}, fmt.Errorf("unpacking %s into %s: %w", ref, c.opts.Snapshotter, err)
+	}
+	return Image{Name: img.Name, Target: img.Target, Labels: img.Labels}, nil
+}
+
+// hostDir finds host's hosts.toml directory in the first configured root that has one, as CRI
+// does with a config_path of several directories.
+func (c *Client) hostDir(host string) (string, error) {
+	for _, root := range c.opts.HostsDirs {
+		dir, err := config.HostDirFromRoot(root)(host)
+		if err != nil || dir != "" {
+			return dir, err
+		}
+	}
+	return "", nil
+}
+
+// Put creates or replaces the record name -> target with exactly labels.
+func (c *Client) Put(ctx context.Context, name string, target ocispec.Descriptor, labels map[string]string) error {
+	cl, ctx, err := c.client(ctx)
+	if err != nil {
+		return err
+	}
+	is := cl.ImageService()
+	img := images.Image{Name: name, Target: target, Labels: labels}
+	if _, err := is.Create(ctx, img); err == nil {
+		return nil
+	} else if !errdefs.IsAlreadyExists(err) {
+		return fmt.Errorf("creating image record %s: %w", name, err)
+	}
+	if _, err := is.Update(ctx, img, "target", "labels"); err != nil {
+		return fmt.Errorf("updating image record %s: %w", name, err)
+	}
+	return nil
+}
+
+// SetLabels sets (only) the given labels on the record name.
+func (c *Client) SetLabels(ctx context.Context, name string, labels map[string]string) error {
+	cl, ctx, err := c.client(ctx)
+	if err != nil {
+		return err
+	}
+	img := images.Image{Name: name, Labels: labels}
+	var paths []string
+	for k := range labels {
+		paths = append(paths, "labels."+k)
+	}
+	if _, err := cl.ImageService().Update(ctx, img, paths...); err != nil {
+		return fmt.Errorf("labelling image %s: %w", name, err)
+	}
+	return nil
+}
+
+// Unpack unpacks the record name into the snapshotter.
+func (c *Client) Unpack(ctx context.Context, name string) error {
+	cl, ctx, err := c.client(ctx)
+	if err != nil {
+		return err
+	}
+	rec, err := cl.ImageService().Get(ctx, name)
+	if err != nil {
+		return fmt.Errorf("looking up image %s: %w", name, err)
+	}
+	if err := containerd.NewImageWithPlatform(cl, rec, c.platform).Unpack(ctx, c.opts.Snapshotter); err != nil {
+		return fmt.Errorf("unpacking %s: %w", name, err)
+	}
+	return nil
+}
+
+// Export writes the image name (this platform) as an OCI archive.
+func (c *Client) Export(ctx context.Context, name string, w io.Writer) error {
+	cl, ctx, err := c.client(ctx)
+	if err != nil {
+		return err
+	}
+	if err := cl.Export(ctx, w, archive.WithImage(cl.ImageService(), name), archive.WithPlatform(c.platform)); err != nil {
+		return fmt.Errorf("exporting %s: %w", name, err)
+	}
+	return nil
+}
+
+// Import reads an OCI archive written by Export and stores its image as name with labels.
+func (c *Client) Import(ctx context.Context, r io.Reader, name string, labels map[string]string) (Image, error) {
+	cl, ctx, err := c.client(ctx)
+	if err != nil {
+		return Image{}, err
+	}
+	imgs, err := cl.Import(ctx, r, containerd.WithImageRefTranslator(func(string) string { return name }),
+		containerd.WithImportPlatform(c.platform), containerd.WithSkipDigestRef(func(string) bool { return true }),
+		containerd.WithImageLabels(labels))
+	if err != nil {
+		return Image{}, fmt.Errorf("importing %s: %w", name, err)
+	}
+	for _, img := range imgs {
+		if img.Name == name {
+			return Image{Name: img.Name, Target: img.Target, Labels: img.Labels}, nil
+		}
+	}
+	return Image{}, fmt.Errorf("importing %s: the archive holds no image of that name", name)
+}
+
+// EventKind is what happened to an image record.
+type EventKind int
+
+const (
+	Created EventKind = iota
+	Updated
+	Deleted
+)
+
+// Event is a change of an image record in the namespace.
+type Event struct {
+	Kind   EventKind
+	Name   string
+	Labels map[string]string // Created and Updated only
+}
+
+// Subscribe streams image events of the namespace until ctx ends or the stream breaks (a
+// containerd restart); the error channel then delivers why. Nothing is replayed after a break:
+// the caller re-checks everything when it resubscribes.
+func (c *Client) Subscribe(ctx context.Context) (<-chan Event, <-chan error) {
+	out := make(chan Event, 64)
+	errc := make(chan error, 1)
+	cl, nsCtx, err := c.client(ctx)
+	if err != nil {
+		errc <- err
+		close(out)
+		return out, errc
+	}
+	filter := fmt.Sprintf(`topic~="^/images/",namespace==%q`, c.opts.Namespace)
+	envelopes, errs := cl.EventService().Subscribe(nsCtx, filter)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				errc <- ctx.Err()
+				return
+			case err := <-errs:
+				if err == nil {
+					err = errors.New("event stream closed")
+				}
+				errc <- fmt.Errorf("containerd image events: %w", err)
+				return
+			case env := <-envelopes:
+				if env == nil || env.Event == nil {
+					continue
+				}
+				v, err := typeurl.UnmarshalAny(env.Event)
+				if err != nil {
+					continue
+				}
+				var ev Event
+				switch e := v.(type) {
+				case *eventtypes.ImageCreate:
+					ev = Event{Kind: Created, Name: e.Name, Labels: e.Labels}
+				case *eventtypes.ImageUpdate:
+					ev = Event{Kind: Updated, Name: e.Name, Labels: e.Labels}
+				case *eventtypes.ImageDelete:
+					ev = Event{Kind: Deleted, Name: e.Name}
+				default:
+					continue
+				}
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+				}
+			}
+		}
+	}()
+	return out, errc
+}
+
+// Ping checks that containerd answers.
+func (c *Client) Ping(ctx context.Context) error {
+	cl, ctx, err := c.client(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := cl.Version(ctx); err != nil {
+		return fmt.Errorf("containerd at %s: %w", c.opts.Address, err)
+	}
+	return nil
+}
+
+// SplitHostsDirs splits a config_path the way containerd does.
+func SplitHostsDirs(configPath string) []string {
+	var out []string
+	for _, d := range filepath.SplitList(configPath) {
+		if strings.TrimSpace(d) != "" {
+			out = append(out, d)
+		}
+	}
+	return out
+}

@@ -1,0 +1,172 @@
+package keeper
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/sandbox-guard/sandbox-guard/internal/containerd"
+)
+
+// LocalCopies keeps one OCI archive per image under Dir, with a record of the archive's sha256
+// and the image's manifest digest, so a corrupted or swapped file is never imported. It is what
+// makes a node self-sufficient when ECR or the network is down.
+type LocalCopies struct {
+	Dir string
+	Now func() time.Time
+}
+
+type copyRecord struct {
+	Name          string    `json:"name"`
+	Target        string    `json:"target"` // manifest (or index) digest of the image
+	MediaType     string    `json:"mediaType"`
+	Size          int64     `json:"size"`
+	ArchiveSHA256 string    `json:"archiveSHA256"`
+	Source        string    `json:"source,omitempty"`
+	Saved         time.Time `json:"saved"`
+}
+
+func (l *LocalCopies) paths(name string) (archive, record string) {
+	sum := sha256.Sum256([]byte(name))
+	base := filepath.Join(l.Dir, "images", hex.EncodeToString(sum[:8]))
+	return base + ".tar", base + ".json"
+}
+
+func (l *LocalCopies) read(name string) (copyRecord, error) {
+	_, recPath := l.paths(name)
+	b, err := os.ReadFile(recPath)
+	if err != nil {
+		return copyRecord{}, err
+	}
+	var rec copyRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return copyRecord{}, fmt.Errorf("local copy record %s: %w", recPath, err)
+	}
+	if rec.Name != name {
+		return copyRecord{}, fmt.Errorf("local copy record %s is for %s, not %s", recPath, rec.Name, name)
+	}
+	return rec, nil
+}
+
+// Save exports name unless the copy on disk already holds target; it reports whether it wrote.
+func (l *LocalCopies) Save(ctx context.Context, imgs Images, name string, target ocispec.Descriptor, source string) (bool, error) {
+	if rec, err := l.read(name); err == nil && rec.Target == target.Digest.String() {
+		archive, _ := l.paths(name)
+		if _, err := os.Stat(archive); err == nil {
+			return false, nil
+		}
+	}
+	archive, recPath := l.paths(name)
+	if err := os.MkdirAll(filepath.Dir(archive), 0o700); err != nil {
+		return false, fmt.Errorf("local copy of %s: %w", name, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(archive), ".export-*")
+	if err != nil {
+		return false, fmt.Errorf("local copy of %s: %w", name, err)
+	}
+	defer os.Remove(tmp.Name()) // gone after the rename
+	h := sha256.New()
+	if err := imgs.Export(ctx, name, io.MultiWriter(tmp, h)); err != nil {
+		tmp.Close()
+		return false, fmt.Errorf("local copy of %s: %w", name, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return false, fmt.Errorf("local copy of %s: %w", name, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return false, fmt.Errorf("local copy of %s: %w", name, err)
+	}
+	now := time.Now
+	if l.Now != nil {
+		now = l.Now
+	}
+	rec := copyRecord{Name: name, Target: target.Digest.String(), MediaType: target.MediaType, Size: target.Size,
+		ArchiveSHA256: hex.EncodeToString(h.Sum(nil)), Source: source, Saved: now().UTC()}
+	b, _ := json.MarshalIndent(rec, "", "  ")
+	if err := writeFileAtomic(recPath+".new", b); err != nil {
+		return false, fmt.Errorf("local copy of %s: %w", name, err)
+	}
+	// Archive first, then its record: a crash in between leaves a record that does not match
+	// the archive, which Restore refuses rather than importing the wrong bytes.
+	if err := os.Rename(tmp.Name(), archive); err != nil {
+		return false, fmt.Errorf("local copy of %s: %w", name, err)
+	}
+	if err := os.Rename(recPath+".new", recPath); err != nil {
+		return false, fmt.Errorf("local copy of %s: %w", name, err)
+	}
+	return true, nil
+}
+
+// ErrNoCopy means no local copy was ever saved for the image.
+var ErrNoCopy = errors.New("no local copy saved")
+
+// Restore verifies the archive of name against its record and imports it with labels.
+func (l *LocalCopies) Restore(ctx context.Context, imgs Images, name string, labels map[string]string) (containerd.Image, error) {
+	rec, err := l.read(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return containerd.Image{}, ErrNoCopy
+	}
+	if err != nil {
+		return containerd.Image{}, err
+	}
+	archive, _ := l.paths(name)
+	sum, err := fileSHA256(archive)
+	if err != nil {
+		return containerd.Image{}, fmt.Errorf("reading local copy %s: %w", archive, err)
+	}
+	if sum != rec.ArchiveSHA256 {
+		return containerd.Image{}, fmt.Errorf("local copy %s is corrupted (sha256 %s, recorded %s); not imported", archive, sum[:12], rec.ArchiveSHA256[:min(12, len(rec.ArchiveSHA256))])
+	}
+	f, err := os.Open(archive)
+	if err != nil {
+		return containerd.Image{}, fmt.Errorf("reading local copy %s: %w", archive, err)
+	}
+	defer f.Close()
+	withSource := labels
+	if rec.Source != "" {
+		withSource = labelsFor(labels, rec.Source, name)
+	}
+	img, err := imgs.Import(ctx, f, name, withSource)
+	if err != nil {
+		return containerd.Image{}, err
+	}
+	if img.Target.Digest.String() != rec.Target {
+		return containerd.Image{}, fmt.Errorf("local copy %s holds %s, recorded %s; not used", archive, img.Target.Digest, rec.Target)
+	}
+	if err := imgs.Unpack(ctx, name); err != nil {
+		return containerd.Image{}, err
+	}
+	return img, nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
