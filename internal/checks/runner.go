@@ -207,9 +207,12 @@ func (r *Runner) logTransitions(snap *snapshot.Snapshot) {
 			continue
 		}
 		l := r.opts.Log.WithFields(logrus.Fields{"check": res.Name, "kind": res.Kind, "detail": res.Detail})
-		if res.OK {
+		switch {
+		case res.Informational:
+			l.Info("status") // shown, never gates
+		case res.OK:
 			l.Info("check passes")
-		} else {
+		default:
 			l.Warn("check fails")
 		}
 	}

@@ -1,12 +1,12 @@
-// Package demo is `make demo`: a throwaway local node (containerd 2.x, runc, CNI, a registry and
-// sandbox-guard pre-registered, the way a real node runs it) and a walk through what the plugin
-// does, scenario by scenario. It is a test binary only to reuse the end-to-end harness.
+// Package demo is `make demo`: a throwaway local node (containerd 2.x, runc, CNI, an
+// auth-protected registry standing in for private ECR, and sandbox-guard pre-registered, the way
+// a real node runs it) and a walk through what the plugin does, scenario by scenario. It is a
+// test binary only to reuse the end-to-end harness.
 package demo
 
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,55 +25,110 @@ func TestDemo(t *testing.T) {
 	t.Setenv("REQUIRE_E2E", "1") // the demo must not silently do nothing
 	env := harness.Load(t)
 	c := env.Containerds[0]
-	say("sandbox-guard demo: starting a throwaway node (%s, runc, CNI bridge, auth-protected registry) in its own network namespace...", c.Name)
-	marker := ""
-	n := harness.StartNode(t, env, c, harness.NodeOptions{PluginConfig: func(n *harness.Node) string {
-		marker = filepath.Join(n.Dir, "network-ready")
-		return fmt.Sprintf(`mode: enforce
-%spreset: none
+	say("sandbox-guard demo: starting a throwaway node (%s, runc, CNI bridge, a registry that needs credentials like private ECR, a stand-in for the ECR API) in its own network namespace...", c.Name)
+	var fake *harness.FakeECR
+	n := harness.StartNode(t, env, c, harness.NodeOptions{NoSandboxImage: true, PluginConfig: func(n *harness.Node) string {
+		fake = n.StartFakeECR(12 * time.Hour)
+		return n.PluginBase() + fake.PluginECRConfig(n) + fmt.Sprintf(`mode: enforce
+preset: eks                      # VPC CNI + kube-proxy (iptables mode), paths adapted below
+disableChecks: [vpc-cni-ipamd]
 refresh: {interval: 200ms}
+sandboxImage: auto               # whatever containerd's CRI uses
 checks:
-  - name: network-ready
-    file: {path: %s}
-    hint: the CNI agent writes this file once the node network is up
-`, n.PluginBase(), marker)
+  - name: cni-config
+    cni: {confDir: %s, binDirs: [%s]}
+    hint: the VPC CNI (aws-node) has not written its CNI config yet
+`, n.CNIConfDir, n.Env.CNIBin)
 	}})
 	say("node up: containerd started sandbox-guard itself from %s (pre-registered), config from %s", n.PluginDir, n.PluginConfDir)
 
-	scenario("1. the node network is not ready: a pod sandbox is refused early, with a reason")
+	scenario("1. the sandbox image is not on the node: sandbox-guard pulls it with an ECR token it gets itself, and pins it")
+	waitPinned(t, n, 20*time.Second)
+	st, _ := n.CRI.Image(n.SandboxImage)
+	say("$ crictl inspecti %s\n  id %s, pinned: %v   (ECR API calls: %d; kubelet's image GC skips pinned images)", n.SandboxImage, short(st.ID), st.Pinned, fake.Calls())
+
+	scenario("2. after a reboot: CNI config in place, but kube-proxy has not restored its iptables rules: pods are refused early")
 	_, err := n.CRI.RunP(harness.Pod{Name: "web-1"})
 	if err == nil {
 		t.Fatal("expected a rejection")
 	}
 	say("$ crictl runp web-1.json\n%s", excerpt(err.Error()))
-	say("-> kubelet shows this line in the pod's FailedCreatePodSandBox event and retries later.")
+	say("-> kubelet shows this line in the pod's FailedCreatePodSandBox event and retries later, instead of starting a pod that cannot connect.")
 
-	scenario("2. a host-network pod (e.g. aws-node, kube-proxy) is admitted: it is what makes the network ready")
-	id := n.CRI.MustRunP(harness.Pod{Name: "aws-node-abcde", Namespace: "kube-system", HostNetwork: true})
-	say("$ crictl runp aws-node.json (hostNetwork)\n%s\n-> admitted", id)
+	scenario("3. host-network pods (kube-proxy, aws-node) are admitted: they are what makes the network ready")
+	id := n.CRI.MustRunP(harness.Pod{Name: "kube-proxy-abcde", Namespace: "kube-system", HostNetwork: true})
+	say("$ crictl runp kube-proxy.json (hostNetwork)\n%s\n-> admitted", id)
 	n.CRI.Remove(id)
 
-	scenario("3. the network becomes ready: the next attempt is admitted within about a second")
+	scenario("4. kube-proxy writes its rules: the next attempt is admitted")
 	start := time.Now()
-	if err := os.WriteFile(marker, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	n.NS.MustRun(t, "iptables-nft", "-t", "nat", "-N", "KUBE-SERVICES")
+	say("$ iptables -t nat -N KUBE-SERVICES")
 	harness.Eventually(t, 5*time.Second, "admission", func() error {
 		id, err := n.CRI.RunP(harness.Pod{Name: "web-1"})
 		if err == nil {
-			say("$ crictl runp web-1.json\n%s\n-> admitted %v after the check started passing", id, time.Since(start).Round(10*time.Millisecond))
+			say("$ crictl runp web-1.json\n%s\n-> admitted %v after the rules appeared", id, time.Since(start).Round(10*time.Millisecond))
 			n.CRI.Remove(id)
 		}
 		return err
 	})
 
-	scenario("what the plugin logged")
+	scenario("5. image GC (or an operator) deletes the sandbox image: repaired within about a second, pinned again")
+	if out, err := n.Ctr("images", "rm", n.SandboxImage); err != nil {
+		t.Fatalf("ctr images rm: %v: %s", err, out)
+	}
+	start = time.Now()
+	say("$ ctr -n k8s.io images rm %s", n.SandboxImage)
+	waitPinned(t, n, 5*time.Second)
+	say("-> present and pinned again after %v (containerd's image event triggered the repair; without it, containerd's own", time.Since(start).Round(time.Millisecond))
+	say("   re-pull would fail with 401 Unauthorized: kubelet's credential provider never serves the sandbox image)")
+	id = n.CRI.MustRunP(harness.Pod{Name: "web-2"})
+	n.CRI.Remove(id)
+	say("$ crictl runp web-2.json -> admitted")
+
+	scenario("6. a node configured with the wrong region's pause image (401/403/404 there): a fallback source rescues it")
+	var fake2 *harness.FakeECR
+	var fallback string
+	n2 := harness.StartNode(t, env, c, harness.NodeOptions{NoSandboxImage: true, ConfiguredSandbox: "eu-central-1-account/eks/pause:3.10",
+		PluginConfig: func(n *harness.Node) string {
+			fake2 = n.StartFakeECR(12 * time.Hour)
+			fallback = n.PushedImage
+			return n.PluginBase() + fake2.PluginECRConfig(n) + fmt.Sprintf("mode: enforce\npreset: none\nsandboxImage: auto\nsandboxImageFallbacks: [%s]\n", fallback)
+		}})
+	say("containerd's sandbox image: %s (does not exist there)", n2.SandboxImage)
+	waitPinned(t, n2, 20*time.Second)
+	say("-> %s pulled and tagged as %s (label io.cri-containerd.source=%s), pinned", fallback, n2.SandboxImage, fallback)
+	id = n2.CRI.MustRunP(harness.Pod{Name: "web-3"})
+	n2.CRI.Remove(id)
+	say("$ crictl runp web-3.json -> admitted")
+
+	scenario("what the plugin logged on the first node")
 	for _, l := range strings.Split(strings.TrimSpace(readFile(n.PluginLog)), "\n") {
 		if !strings.Contains(l, "from=nri") && (strings.Contains(l, "level=warn") || strings.Contains(l, "level=info")) {
 			say("  %s", l)
 		}
 	}
-	say("\ndemo finished: the node, its registry and network namespace are being removed.")
+	say("\ndemo finished: the nodes, their registries and network namespaces are being removed.")
+}
+
+func waitPinned(t *testing.T, n *harness.Node, within time.Duration) {
+	harness.Eventually(t, within, "sandbox image present and pinned", func() error {
+		st, err := n.CRI.Image(n.SandboxImage)
+		if err != nil {
+			return err
+		}
+		if !st.Present || !st.Pinned {
+			return fmt.Errorf("present %v pinned %v", st.Present, st.Pinned)
+		}
+		return nil
+	})
+}
+
+func short(id string) string {
+	if len(id) > 19 {
+		return id[:19]
+	}
+	return id
 }
 
 func excerpt(s string) string {
