@@ -92,8 +92,9 @@ func StartNode(t testing.TB, env *Env, c Containerd, opts NodeOptions) *Node {
 	for _, d := range []string{n.PluginDir, n.PluginConfDir, n.CNIConfDir, filepath.Join(n.CertsDir, n.Registry.Host)} {
 		must(t, os.MkdirAll(d, 0o755))
 	}
-	must(t, os.WriteFile(filepath.Join(n.CertsDir, n.Registry.Host, "hosts.toml"), []byte(fmt.Sprintf(
-		"server = \"http://%[1]s\"\n\n[host.\"http://%[1]s\"]\n  capabilities = [\"pull\", \"resolve\", \"push\"]\n", n.Registry.Host)), 0o644))
+	// The server entry alone (all capabilities) is enough for pulls over plain http; it leaves
+	// room for the credential bridge's same-URL [host] entry.
+	must(t, os.WriteFile(n.HostsToml(), []byte(fmt.Sprintf("server = \"http://%s\"\n", n.Registry.Host)), 0o644))
 	n.WriteCNIConfig()
 	n.writeContainerdConfig()
 	if opts.PluginConfig != nil {
@@ -436,3 +437,6 @@ func (n *Node) PluginBase() string {
 	return fmt.Sprintf("log: {file: %s, level: debug}\ncontainerd: {address: %s, configFile: %s}\nstateDir: %s\n",
 		n.PluginLog, n.Socket, n.ConfigFile, filepath.Join(n.Dir, "state"))
 }
+
+// HostsToml is the path of the test registry's hosts.toml.
+func (n *Node) HostsToml() string { return filepath.Join(n.CertsDir, n.Registry.Host, "hosts.toml") }

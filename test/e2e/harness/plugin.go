@@ -74,3 +74,31 @@ func (p *ExternalPlugin) Stop() {
 	}
 	p.cmd = nil
 }
+
+// Pid is the plugin's process ID (nsenter execs it in place).
+func (p *ExternalPlugin) Pid() int { return p.cmd.Process.Pid }
+
+// OpenFiles counts the plugin's open file descriptors.
+func (p *ExternalPlugin) OpenFiles() int {
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.Pid()))
+	if err != nil {
+		p.t.Fatalf("reading the plugin's fds: %v", err)
+	}
+	return len(entries)
+}
+
+// Threads is the plugin's OS thread count.
+func (p *ExternalPlugin) Threads() int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
+	if err != nil {
+		p.t.Fatalf("reading the plugin's status: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "Threads:") {
+			var n int
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(l, "Threads:")), "%d", &n)
+			return n
+		}
+	}
+	return 0
+}
