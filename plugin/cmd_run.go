@@ -14,6 +14,7 @@ import (
 	"github.com/sandbox-guard/sandbox-guard/internal/agent"
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/logging"
+	"github.com/sandbox-guard/sandbox-guard/internal/metrics"
 	"github.com/sandbox-guard/sandbox-guard/internal/nriplugin"
 )
 
@@ -44,10 +45,13 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 		return exitBadInput
 	}
 	log.WithField("config", *cfgFile).Info("sandbox-guard " + version + " starting as an external plugin: " + a.Describe())
+	m := newMetrics(cfg)
+	a.SetMetrics(m)
 	a.Start(ctx)
 	defer a.Stop()
-	p := nriplugin.New(nriplugin.Options{SocketPath: *socket, Name: pluginName, Idx: pluginIdx, Log: log})
+	p := nriplugin.New(nriplugin.Options{SocketPath: *socket, Name: pluginName, Idx: pluginIdx, Log: log, OnConnection: m.SetNRIConnected})
 	p.SetAdmitter(a)
+	serveMetrics(ctx, cfg.Metrics.Address, m, p, a, log)
 	if err := p.Run(ctx); err != nil {
 		log.WithError(err).Error("NRI plugin failed")
 		return exitFailure
@@ -67,6 +71,7 @@ func runPreRegistered(ctx context.Context) int {
 		mu      sync.Mutex
 		current *agent.Agent
 		logFile io.Closer
+		served  bool
 	)
 	source := fmt.Sprintf("%s-%s.conf (from containerd's plugin_config_path)", os.Getenv(api.PluginIdxEnvVar), os.Getenv(api.PluginNameEnvVar))
 	var p *nriplugin.Plugin
@@ -103,10 +108,17 @@ func runPreRegistered(ctx context.Context) int {
 			return
 		}
 		log.Info("sandbox-guard " + version + " started by containerd: " + a.Describe())
+		m := newMetrics(cfg)
+		m.SetNRIConnected(true) // containerd started us over this connection; we exit with it
+		a.SetMetrics(m)
 		// The agent outlives this Configure call: it runs until the plugin exits.
 		a.Start(context.WithoutCancel(ctx))
 		current = a
 		p.SetAdmitter(a)
+		if !served {
+			served = true // one server per process; a reconfiguration keeps it
+			serveMetrics(ctx, cfg.Metrics.Address, m, p, a, log)
+		}
 	}
 	p = nriplugin.New(nriplugin.Options{PreRegistered: true, Log: log, Configure: configure})
 	err := p.Run(ctx)
@@ -125,4 +137,14 @@ func runPreRegistered(ctx context.Context) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// newMetrics returns the metrics of a configuration; nil (every call a no-op) when turned off.
+func newMetrics(cfg *config.Config) *metrics.Metrics {
+	if cfg.Metrics.Address == "" {
+		return nil
+	}
+	m := metrics.New()
+	m.SetBuildInfo(version)
+	return m
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/sandbox-guard/sandbox-guard/internal/ecr"
 	"github.com/sandbox-guard/sandbox-guard/internal/gate"
 	"github.com/sandbox-guard/sandbox-guard/internal/keeper"
+	"github.com/sandbox-guard/sandbox-guard/internal/metrics"
 	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
 )
 
@@ -31,10 +32,12 @@ type Agent struct {
 	runner *checks.Runner
 	now    func() time.Time
 
-	ecr    *ecr.Provider
-	images *containerd.Client
-	keeper atomic.Pointer[keeper.Keeper]
+	ecr     *ecr.Provider
+	images  *containerd.Client
+	metrics *metrics.Metrics // nil: metrics off
+	keeper  atomic.Pointer[keeper.Keeper]
 
+	mu     sync.Mutex // guards images, which the keeper's start sets in the background
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
 }
@@ -62,8 +65,27 @@ func New(cfg *config.Config, log logrus.FieldLogger) (*Agent, error) {
 		MaxBackoff: cfg.Refresh.MaxBackoff.Duration,
 		Timeout:    cfg.Refresh.Timeout.Duration,
 		Log:        log,
+		OnRefresh:  func(s *snapshot.Snapshot) { a.metrics.ObserveSnapshot(s) },
 	})
 	return a, nil
+}
+
+// SetMetrics makes the agent report to m; call it before Start.
+func (a *Agent) SetMetrics(m *metrics.Metrics) {
+	a.metrics = m
+	m.WatchECR(func() (uint64, uint64) {
+		st := a.ecr.Stats()
+		return st.Fetches, st.Errors
+	})
+}
+
+// ContainerdReachable reports whether containerd answers (for /readyz).
+func (a *Agent) ContainerdReachable(ctx context.Context) error {
+	c := a.containerdClient()
+	if c == nil {
+		return errors.New("image keeper not started yet")
+	}
+	return c.Ping(ctx)
 }
 
 // Start runs the background workers until Stop or ctx ends. It does not wait for them, so the
@@ -87,8 +109,8 @@ func (a *Agent) Stop() {
 		a.cancel()
 	}
 	a.wg.Wait()
-	if a.images != nil {
-		_ = a.images.Close()
+	if c := a.containerdClient(); c != nil {
+		_ = c.Close()
 	}
 }
 
@@ -103,7 +125,7 @@ func (a *Agent) CheckNow(ctx context.Context) *snapshot.Snapshot {
 			k.InspectAll(ictx)
 			cancel()
 			a.keeper.Store(k)
-			defer a.images.Close()
+			defer a.containerdClient().Close()
 		}
 	}
 	return a.runner.Refresh(ctx)
@@ -111,7 +133,15 @@ func (a *Agent) CheckNow(ctx context.Context) *snapshot.Snapshot {
 
 // Admit is the RunPodSandbox decision: one atomic load, a pure decision, a log line.
 func (a *Agent) Admit(_ context.Context, pod gate.Pod) error {
+	start := time.Now()
 	d := a.policy.Decide(pod, a.store.Load(), a.now())
+	if a.metrics != nil {
+		var names []string
+		for _, r := range d.Failing {
+			names = append(names, r.Name)
+		}
+		defer func() { a.metrics.ObservePod(d.Verdict.String(), names, time.Since(start)) }()
+	}
 	l := a.log.WithFields(logrus.Fields{"pod": pod.String(), "verdict": d.Verdict.String()})
 	switch d.Verdict {
 	case gate.Reject:

@@ -64,18 +64,28 @@ func (a *Agent) buildKeeper(ctx context.Context) (*keeper.Keeper, error) {
 	if len(hostsDirs) == 0 && info != nil {
 		hostsDirs = info.RegistryConfigDirs
 	}
-	a.images = containerd.New(containerd.Options{Address: a.cfg.Containerd.Address, Namespace: a.cfg.Containerd.Namespace,
+	images := containerd.New(containerd.Options{Address: a.cfg.Containerd.Address, Namespace: a.cfg.Containerd.Namespace,
 		Snapshotter: a.cfg.Containerd.Snapshotter, HostsDirs: hostsDirs})
+	a.mu.Lock()
+	a.images = images
+	a.mu.Unlock()
 	opts := keeper.Options{
 		Targets:     res.Targets,
 		Credentials: keeper.ECRCredentials(a.ecr),
 		Reconcile:   a.cfg.Keeper.ReconcileInterval.Duration,
 		Log:         a.log,
+		Observe:     a.metrics.ObserveEnsure,
 	}
 	if a.cfg.Keeper.LocalCopy {
 		opts.LocalCopies = &keeper.LocalCopies{Dir: a.cfg.StateDir}
 	}
-	return keeper.New(a.images, opts), nil
+	return keeper.New(images, opts), nil
+}
+
+func (a *Agent) containerdClient() *containerd.Client {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.images
 }
 
 // runImages keeps the configured images present until ctx ends.
@@ -104,7 +114,7 @@ func (a *Agent) EnsureImages(ctx context.Context) ([]keeper.Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer a.images.Close()
+	defer a.containerdClient().Close()
 	err = k.EnsureAll(ctx)
 	return k.Status(), err
 }
@@ -119,6 +129,7 @@ func (p imagesProber) Probe(context.Context) checks.Outcome {
 		return checks.Outcome{Detail: "image keeper starting"}
 	}
 	sts := k.Status()
+	p.a.metrics.ObserveImages(sts)
 	if len(sts) == 0 {
 		return checks.Outcome{OK: true, Detail: "no images configured"}
 	}

@@ -65,6 +65,15 @@ type Config struct {
 	EKS EKS `json:"eks"`
 	// ECR configures ECR credentials.
 	ECR ECR `json:"ecr"`
+	// Metrics configures the Prometheus metrics and health endpoints.
+	Metrics Metrics `json:"metrics"`
+}
+
+// Metrics configures the HTTP server for /metrics, /healthz and /readyz.
+type Metrics struct {
+	// Address to listen on; "" turns the server off. Loopback by default: the node's network is
+	// not the place to publish it without thought.
+	Address string `json:"address"`
 }
 
 // PinImage is one more image to keep present and pinned.
@@ -230,7 +239,8 @@ func Default() *Config {
 		Keeper:       Keeper{ReconcileInterval: Duration{time.Minute}, LocalCopy: true},
 		Containerd: Containerd{Address: "/run/containerd/containerd.sock", Namespace: "k8s.io",
 			Snapshotter: "overlayfs", ConfigFile: "/etc/containerd/config.toml"},
-		EKS: EKS{PauseVersion: "3.10"},
+		EKS:     EKS{PauseVersion: "3.10"},
+		Metrics: Metrics{Address: "127.0.0.1:9809"},
 	}
 }
 

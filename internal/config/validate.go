@@ -166,6 +166,11 @@ func (c *Config) validateImages() *Error {
 			return bad("ecr.endpoints."+region, "%v", err)
 		}
 	}
+	if a := c.Metrics.Address; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			return bad("metrics.address", "%q is not host:port (or \"\" to turn metrics off)", a)
+		}
+	}
 	for i, f := range c.ECR.SharedConfigFiles {
 		if !filepath.IsAbs(f) {
 			return bad(fmt.Sprintf("ecr.sharedConfigFiles[%d]", i), "%q is not an absolute path", f)

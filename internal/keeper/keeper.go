@@ -74,6 +74,9 @@ type Options struct {
 	Retry       backoff.Policy
 	Log         logrus.FieldLogger
 	Now         func() time.Time
+	// Observe, when set, hears about every ensure: outcome ok, repaired or failed, the source
+	// that served a repair, and how long the repair took (metrics).
+	Observe func(image, outcome, source string, took time.Duration)
 }
 
 // Keeper keeps targets present.
@@ -138,8 +141,19 @@ func (k *Keeper) EnsureAll(ctx context.Context) error {
 // Ensure makes target i present, complete, unpacked and pinned, repairing what is missing.
 func (k *Keeper) Ensure(ctx context.Context, i int) error {
 	t := k.opts.Targets[i]
+	start := k.opts.Now()
 	st, err := k.ensure(ctx, t, i)
 	st.Checked = k.opts.Now()
+	if k.opts.Observe != nil {
+		switch {
+		case err != nil:
+			k.opts.Observe(t.Name, "failed", "", 0)
+		case !st.LastRepair.IsZero():
+			k.opts.Observe(t.Name, "repaired", st.Source, st.Checked.Sub(start))
+		default:
+			k.opts.Observe(t.Name, "ok", "", 0)
+		}
+	}
 	if err != nil {
 		st.LastError = err.Error()
 	}

@@ -42,6 +42,8 @@ type Options struct {
 	Configure func(ctx context.Context, config string)
 	// Reconnect paces an external plugin's attempts to reach containerd.
 	Reconnect backoff.Policy
+	// OnConnection, when set, hears when the plugin connects to or loses containerd (metrics).
+	OnConnection func(connected bool)
 }
 
 // Plugin is the NRI plugin. Its handlers are the methods the stub discovers by interface.
@@ -74,6 +76,13 @@ func (p *Plugin) SetAdmitter(a Admitter) {
 	p.admitter.Store(&admitterBox{a})
 }
 
+func (p *Plugin) setConnected(c bool) {
+	p.connected.Store(c)
+	if p.opts.OnConnection != nil {
+		p.opts.OnConnection(c)
+	}
+}
+
 // Connected reports whether the plugin is registered with containerd right now.
 func (p *Plugin) Connected() bool { return p.connected.Load() }
 
@@ -83,7 +92,7 @@ func (p *Plugin) Connects() int64 { return p.connects.Load() }
 // Configure is the NRI handshake's configuration step.
 func (p *Plugin) Configure(ctx context.Context, config, runtime, version string) (stub.EventMask, error) {
 	p.opts.Log.WithFields(logrus.Fields{"runtime": runtime, "version": version}).Info("connected to the container runtime")
-	p.connected.Store(true)
+	p.setConnected(true)
 	p.connects.Add(1)
 	if p.opts.Configure != nil {
 		p.opts.Configure(ctx, config)
@@ -130,7 +139,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 			return err
 		}
 		err = s.Run(ctx)
-		p.connected.Store(false)
+		p.setConnected(false)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -145,7 +154,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 			return err
 		}
 		err = s.Run(ctx)
-		p.connected.Store(false)
+		p.setConnected(false)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -169,7 +178,7 @@ func (p *Plugin) newStub() (stub.Stub, error) {
 	opts := []stub.Option{
 		stub.WithLogger(nriLogger{p.opts.Log}),
 		stub.WithOnClose(func() {
-			p.connected.Store(false)
+			p.setConnected(false)
 			p.opts.Log.Warn("NRI connection closed")
 		}),
 	}
