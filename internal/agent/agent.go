@@ -13,6 +13,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/sandbox-guard/sandbox-guard/internal/bridge"
 	"github.com/sandbox-guard/sandbox-guard/internal/checks"
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/containerd"
@@ -36,6 +37,9 @@ type Agent struct {
 	images  *containerd.Client
 	metrics *metrics.Metrics // nil: metrics off
 	keeper  atomic.Pointer[keeper.Keeper]
+	bridge  atomic.Pointer[bridgeRun]
+	// bridgeRunning is false for `check`, which inspects the bridge's files without writing.
+	bridgeRunning atomic.Bool
 
 	mu     sync.Mutex // guards images, which the keeper's start sets in the background
 	wg     sync.WaitGroup
@@ -58,6 +62,9 @@ func New(cfg *config.Config, log logrus.FieldLogger) (*Agent, error) {
 	if cfg.SandboxImage != "" || len(cfg.PinImages) > 0 {
 		list = append(list, checks.Check{Name: "images", Kind: "image", Informational: true, Prober: imagesProber{a},
 			Hint: "sandbox-guard's image keeper repairs this"})
+		if cfg.ECR.CredentialBridge {
+			list = append(list, checks.Check{Name: "credential-bridge", Kind: "bridge", Informational: true, Prober: bridgeProber{a}})
+		}
 	}
 	a.runner = checks.NewRunner(list, &a.store, checks.Options{
 		WatchDirs:  built.WatchDirs,
@@ -125,6 +132,11 @@ func (a *Agent) CheckNow(ctx context.Context) *snapshot.Snapshot {
 			k.InspectAll(ictx)
 			cancel()
 			a.keeper.Store(k)
+			if a.cfg.ECR.CredentialBridge {
+				info, _ := readContainerdConfig(a.cfg)
+				p := a.planBridge(info, k.Targets())
+				a.bridge.Store(&bridgeRun{plan: p, b: &bridge.Bridge{Dir: p.dir, Hosts: p.hosts}})
+			}
 			defer a.containerdClient().Close()
 		}
 	}

@@ -90,6 +90,7 @@ func (a *Agent) containerdClient() *containerd.Client {
 
 // runImages keeps the configured images present until ctx ends.
 func (a *Agent) runImages(ctx context.Context) {
+	a.bridgeRunning.Store(true)
 	var k *keeper.Keeper
 	err := backoff.Retry(ctx, backoff.Policy{Initial: time.Second, Max: time.Minute, Jitter: 0.2}, func(ctx context.Context) (err error) {
 		k, err = a.buildKeeper(ctx)
@@ -105,7 +106,14 @@ func (a *Agent) runImages(ctx context.Context) {
 		return
 	}
 	a.runner.Kick() // show the images in the snapshot at once
+	info, _ := readContainerdConfig(a.cfg)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.runBridge(ctx, info, k.Targets())
+	}()
 	k.Run(ctx)
+	<-done
 }
 
 // EnsureImages ensures every configured image once (the `ensure` command).

@@ -169,9 +169,11 @@ func TestKeeperFallbackRescuesWrongReference(t *testing.T) {
 func assertNoSecrets(t *testing.T, n *harness.Node) {
 	log := readFile(t, n.PluginLog)
 	pw := n.Registry.Password
-	for _, secret := range []string{pw, base64.StdEncoding.EncodeToString([]byte("AWS:" + pw))} {
+	for _, secret := range []string{pw, base64Std("AWS:" + pw)} {
 		if strings.Contains(log, secret) {
 			t.Errorf("plugin log contains a secret")
 		}
 	}
 }
+
+func base64Std(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
