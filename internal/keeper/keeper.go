@@ -232,7 +232,7 @@ func (k *Keeper) repair(ctx context.Context, t Target, i int, existing map[strin
 		}
 		if src != t.Name {
 			if err := k.images.Put(ctx, t.Name, img.Target, labelsFor(labels, src, t.Name)); err != nil {
-				failures = append(failures, fmt.Sprintf("%s: tagging as %s: %v", src, t.Name, err))
+				failures = append(failures, fmt.Sprintf("%s: tagging as %s: %s", src, t.Name, oneLine(err)))
 				continue
 			}
 		}

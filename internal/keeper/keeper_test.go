@@ -344,7 +344,7 @@ func TestEnsureTaggingFailureTriesNextSource(t *testing.T) {
 			t.Fatal("Ensure succeeded")
 		}
 		if strings.Contains(err.Error(), "\n") {
-			t.Skipf("KNOWN BUG: keeper.go:235 (repair) formats a tagging failure with %%v instead of oneLine(err), so the "+
+			t.Fatalf("regression: keeper.go:235 (repair) formats a tagging failure with %%v instead of oneLine(err), so the "+
 				"\"every source failed\" error is no longer one line: %q", err)
 		}
 	})

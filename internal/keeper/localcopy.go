@@ -1,6 +1,7 @@
 package keeper
 
 import (
+	"archive/tar"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -62,8 +63,8 @@ func (l *LocalCopies) read(name string) (copyRecord, error) {
 func (l *LocalCopies) Save(ctx context.Context, imgs Images, name string, target ocispec.Descriptor, source string) (bool, error) {
 	if rec, err := l.read(name); err == nil && rec.Target == target.Digest.String() {
 		archive, _ := l.paths(name)
-		if _, err := os.Stat(archive); err == nil {
-			return false, nil
+		if sum, err := fileSHA256(archive); err == nil && sum == rec.ArchiveSHA256 {
+			return false, nil // intact; a damaged copy is written again
 		}
 	}
 	archive, recPath := l.paths(name)
@@ -128,6 +129,12 @@ func (l *LocalCopies) Restore(ctx context.Context, imgs Images, name string, lab
 	if sum != rec.ArchiveSHA256 {
 		return containerd.Image{}, fmt.Errorf("local copy %s is corrupted (sha256 %s, recorded %s); not imported", archive, sum[:12], rec.ArchiveSHA256[:min(12, len(rec.ArchiveSHA256))])
 	}
+	// The archive must hold the recorded image before anything is imported under its name.
+	if held, err := archiveTarget(archive); err != nil {
+		return containerd.Image{}, fmt.Errorf("reading local copy %s: %w", archive, err)
+	} else if held != rec.Target {
+		return containerd.Image{}, fmt.Errorf("local copy %s holds %s, recorded %s; not imported", archive, held, rec.Target)
+	}
 	f, err := os.Open(archive)
 	if err != nil {
 		return containerd.Image{}, fmt.Errorf("reading local copy %s: %w", archive, err)
@@ -169,4 +176,31 @@ func writeFileAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// archiveTarget reads the digest of the image an OCI archive holds, from its index.json.
+func archiveTarget(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return "", fmt.Errorf("no index.json in the archive: %w", err)
+		}
+		if h.Name != "index.json" {
+			continue
+		}
+		var idx ocispec.Index
+		if err := json.NewDecoder(io.LimitReader(tr, 1<<20)).Decode(&idx); err != nil {
+			return "", fmt.Errorf("index.json: %w", err)
+		}
+		if len(idx.Manifests) != 1 {
+			return "", fmt.Errorf("index.json lists %d images, want 1", len(idx.Manifests))
+		}
+		return idx.Manifests[0].Digest.String(), nil
+	}
 }

@@ -120,7 +120,7 @@ func TestLocalCopySaveReplacesDamagedArchive(t *testing.T) {
 	}
 	if !saved {
 		_, rerr := lc.Restore(ctx, f, testName, pinned())
-		t.Skipf("KNOWN BUG: localcopy.go:63-68 (Save) skips the export when the record names the same digest and the "+
+		t.Fatalf("regression: localcopy.go:63-68 (Save) skips the export when the record names the same digest and the "+
 			"archive exists, without checking the archive against the recorded sha256; a damaged copy is never "+
 			"replaced while the image stays present, and Restore fails when it is needed: %v", rerr)
 	}
@@ -362,7 +362,7 @@ func TestKeeperDoesNotUseRefusedCopy(t *testing.T) {
 	rec, left := f.record(testName)
 	err := k.Ensure(ctx, 0)
 	if st := k.Status()[0]; left && err == nil && st.Present {
-		t.Skipf("KNOWN BUG: localcopy.go:140-146 (Restore) imports the archive under the image's name before comparing "+
+		t.Fatalf("regression: localcopy.go:140-146 (Restore) imports the archive under the image's name before comparing "+
 			"its target with the record; the copy reported as \"not used\" stays as the record %s -> %s with the pinned "+
 			"labels, and the next ensure (keeper.go:183-206) unpacks it and reports it present (source %q)",
 			testName, rec.Target.Digest, st.Source)

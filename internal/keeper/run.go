@@ -23,6 +23,16 @@ func (k *Keeper) Run(ctx context.Context) {
 	for i := range retries {
 		retries[i] = backoff.New(k.opts.Retry)
 	}
+	// One pending retry per target: an ensure started by an event or the reconcile tick while
+	// a retry waits replaces it, so retries never multiply during an outage.
+	timers := make([]*time.Timer, len(k.opts.Targets))
+	defer func() {
+		for _, t := range timers {
+			if t != nil {
+				t.Stop()
+			}
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -33,13 +43,17 @@ func (k *Keeper) Run(ctx context.Context) {
 			k.mu.Lock()
 			k.pending[i] = false
 			k.mu.Unlock()
+			if timers[i] != nil {
+				timers[i].Stop()
+				timers[i] = nil
+			}
 			if err := k.Ensure(ctx, i); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				d := retries[i].Next()
 				k.opts.Log.WithField("image", k.opts.Targets[i].Name).WithField("retry_in", d.Round(time.Millisecond).String()).Error(err.Error())
-				time.AfterFunc(d, func() {
+				timers[i] = time.AfterFunc(d, func() {
 					if ctx.Err() == nil {
 						k.enqueue(i)
 					}

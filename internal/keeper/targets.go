@@ -60,12 +60,12 @@ func ResolveTargets(ctx context.Context, cfg *config.Config, containerdInfo *con
 	case "":
 	case "auto", "eks":
 		name := ""
-		if containerdInfo != nil {
+		if containerdInfo != nil && containerdInfo.SandboxImage != "" {
 			name = containerdInfo.SandboxImage
 			res.Notes = append(res.Notes, fmt.Sprintf("sandbox image %s from containerd's configuration (%s)", name, orDefault(containerdInfo.SandboxImageFile, "containerd's default")))
 		}
 		fallbacks := cfg.SandboxImageFallbacks
-		if mode == "eks" {
+		if mode == "eks" && (name == "" || len(fallbacks) == 0) {
 			r := cfg.EKS.Region
 			if r == "" {
 				var err error
