@@ -29,7 +29,8 @@ func TestDemo(t *testing.T) {
 	var fake *harness.FakeECR
 	n := harness.StartNode(t, env, c, harness.NodeOptions{NoSandboxImage: true, PluginConfig: func(n *harness.Node) string {
 		fake = n.StartFakeECR(12 * time.Hour)
-		return n.PluginBase() + fake.PluginECRConfig(n) + fmt.Sprintf(`mode: enforce
+		return n.PluginBase() + fake.PluginECRConfig(n) + fmt.Sprintf(`  credentialBridge: true         # lend containerd's own pulls the ECR token (hosts.toml)
+mode: enforce
 preset: eks                      # VPC CNI + kube-proxy (iptables mode), paths adapted below
 disableChecks: [vpc-cni-ipamd]
 refresh: {interval: 200ms}
@@ -86,7 +87,26 @@ checks:
 	n.CRI.Remove(id)
 	say("$ crictl runp web-2.json -> admitted")
 
-	scenario("6. a node configured with the wrong region's pause image (401/403/404 there): a fallback source rescues it")
+	scenario("6. sandbox-guard is not running (crashed, or not started yet) and the image is deleted: containerd pulls it itself, with the bridged token")
+	n.StopPreRegisteredPlugin()
+	say("$ kill <sandbox-guard>   (containerd runs on without the plugin)")
+	out, err := n.Ctr("images", "ls", "-q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range strings.Fields(out) {
+		if _, err := n.Ctr("images", "rm", name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	say("$ ctr -n k8s.io images rm <every image>")
+	id = n.CRI.MustRunP(harness.Pod{Name: "web-4", Namespace: "kube-system", HostNetwork: true})
+	n.CRI.Remove(id)
+	say("$ crictl runp web-4.json -> started: containerd read %s and sent the token itself", n.HostsToml())
+	say("   (the entry is a same-URL [host] entry: when the token goes stale, ECR's 403 makes containerd fall back to the")
+	say("    header-less server entry, so kubelet's own credentials work exactly as without the bridge)")
+
+	scenario("7. a node configured with the wrong region's pause image (401/403/404 there): a fallback source rescues it")
 	var fake2 *harness.FakeECR
 	var fallback string
 	n2 := harness.StartNode(t, env, c, harness.NodeOptions{NoSandboxImage: true, ConfiguredSandbox: "eu-central-1-account/eks/pause:3.10",

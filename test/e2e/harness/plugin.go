@@ -102,3 +102,27 @@ func (p *ExternalPlugin) Threads() int {
 	}
 	return 0
 }
+
+// StopPreRegisteredPlugin stops the plugin containerd started (containerd runs on without it,
+// as after a plugin crash) and waits until it is gone.
+func (n *Node) StopPreRegisteredPlugin() {
+	n.t.Helper()
+	var pid int
+	for _, p := range n.NS.pids() {
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p)); err == nil && filepath.Base(exe) == "10-sandbox-guard" {
+			pid = p
+		}
+	}
+	if pid == 0 {
+		n.t.Fatal("no pre-registered sandbox-guard process in the node's namespace")
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	Eventually(n.t, 10*time.Second, "pre-registered plugin gone", func() error {
+		// containerd reaps its plugins only when it stops: a zombie is gone enough.
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err == nil && !strings.Contains(string(b), ") Z ") {
+			return fmt.Errorf("pid %d still running", pid)
+		}
+		return nil
+	})
+}
