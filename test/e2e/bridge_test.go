@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -243,4 +245,92 @@ func assertNoSecretsIn(t *testing.T, n *harness.Node, log string) {
 			t.Errorf("plugin log contains a secret")
 		}
 	}
+}
+
+// A stale bridged token must not make anything worse: ECR answers an expired token with 403, so
+// a registry front answers 403 to exactly the bridged header. With the plugin stopped, a CRI pull
+// with credentials (kubelet's) still succeeds, and a runp fails just as without any bridge.
+func TestBridgeFailsSafeWhenTheTokenGoesStale(t *testing.T) {
+	harness.ForEachContainerd(t, func(t *testing.T, c harness.Containerd) {
+		env := harness.Load(t)
+		const stale = "stale-token"
+		staleHeader := basicAuth("AWS", stale)
+		var front string
+		var mu sync.Mutex
+		forbidden, anonymous := 0, 0
+		n := harness.StartNode(t, env, c, harness.NodeOptions{NoSandboxImage: true, SandboxImageFor: func(n *harness.Node) string {
+			target, _ := url.Parse("http://" + n.Registry.Host)
+			proxy := httputil.NewSingleHostReverseProxy(target)
+			proxy.Transport = n.NS.HTTPClient().Transport // the registry listens inside the node's namespace
+			l := n.NS.Listen(t)
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Authorization") == "" {
+					mu.Lock()
+					anonymous++
+					mu.Unlock()
+				}
+				if r.Header.Get("Authorization") == staleHeader {
+					mu.Lock()
+					forbidden++
+					mu.Unlock()
+					http.Error(w, `{"errors":[{"code":"DENIED","message":"Your authorization token has expired."}]}`, http.StatusForbidden)
+					return
+				}
+				proxy.ServeHTTP(w, r)
+			})}
+			go func() { _ = srv.Serve(l) }()
+			t.Cleanup(func() { _ = srv.Close() })
+			front = l.Addr().String()
+			if err := os.MkdirAll(filepath.Join(n.CertsDir, front), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(n.CertsDir, front, "hosts.toml"), []byte(fmt.Sprintf("server = \"http://%s\"\n", front)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return front + "/eks/pause:3.10"
+		}})
+		fake := n.StartFakeECR(12 * time.Hour)
+		fake.SetCredentials("AWS", stale) // the token the bridge writes has expired at the registry
+		cfg := n.PluginBase() + fmt.Sprintf("ecr:\n  registries: {%q: us-west-2}\n  endpoint: %s\n  sharedCredentialsFiles: [%s]\n  credentialBridge: true\nmode: enforce\npreset: none\nsandboxImage: auto\nmetrics: {address: \"\"}\n",
+			front, fake.URL, fake.CredentialsFile)
+		p := n.StartExternalPlugin(cfg)
+		file := filepath.Join(n.CertsDir, front, "hosts.toml")
+		harness.Eventually(t, 20*time.Second, "bridge entry for the front", func() error {
+			b, err := os.ReadFile(file)
+			if err != nil || !strings.Contains(string(b), staleHeader) {
+				return fmt.Errorf("no bridged header in %s yet (%v)", file, err)
+			}
+			return nil
+		})
+		p.Stop()
+
+		// kubelet's pull, with credentials: the stale header is refused (403), containerd moves on
+		// to the header-less server entry and authenticates as usual.
+		n.CRI.MustPull(n.SandboxImage, n.Registry.User+":"+n.Registry.Password)
+		mu.Lock()
+		if forbidden == 0 {
+			t.Errorf("the stale bridged header was never tried; the test proves nothing")
+		}
+		mu.Unlock()
+
+		// containerd's own pull of a missing sandbox image fails at the same step as without a
+		// bridge, after trying the header-less server too (containerd reports the first host's
+		// 403 rather than the server's 401).
+		deleteSandboxImage(t, n)
+		mu.Lock()
+		anonBefore := anonymous
+		mu.Unlock()
+		_, err := n.CRI.RunP(harness.Pod{Name: "web-1"})
+		if err == nil {
+			t.Fatal("runp succeeded with only a stale token and no credentials")
+		}
+		if !strings.Contains(err.Error(), "failed to get sandbox image") {
+			t.Fatalf("runp failed elsewhere than at the sandbox image pull: %v", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if anonymous == anonBefore {
+			t.Fatalf("containerd did not fall back to the header-less server entry")
+		}
+	})
 }

@@ -30,6 +30,9 @@ type NodeOptions struct {
 	ConfiguredSandbox string
 	// BeforeStart runs after the node's files are written and before containerd starts.
 	BeforeStart func(n *Node)
+	// SandboxImageFor, when set, returns the full sandbox image reference for containerd's
+	// configuration; it runs before the configuration is written (e.g. to start a registry front).
+	SandboxImageFor func(n *Node) string
 }
 
 // Node is one containerd with CRI and NRI, in its own directory and network namespace.
@@ -96,6 +99,9 @@ func StartNode(t testing.TB, env *Env, c Containerd, opts NodeOptions) *Node {
 	// room for the credential bridge's same-URL [host] entry.
 	must(t, os.WriteFile(n.HostsToml(), []byte(fmt.Sprintf("server = \"http://%s\"\n", n.Registry.Host)), 0o644))
 	n.WriteCNIConfig()
+	if opts.SandboxImageFor != nil {
+		n.SandboxImage = opts.SandboxImageFor(n)
+	}
 	n.writeContainerdConfig()
 	if opts.PluginConfig != nil {
 		n.InstallPlugin(opts.PluginConfig(n))
