@@ -31,7 +31,7 @@ demo: build
 	$(WITH_DEPS) $(GO) test -c -o bin/demo ./test/demo && ./bin/demo -test.run '^TestDemo$$' -test.timeout 10m
 
 bench: build
-	$(WITH_DEPS) $(GO) run ./test/bench -out docs/benchmarks.md
+	$(WITH_DEPS) $(GO) test -c -o bin/bench ./test/bench && ./bin/bench -test.run '^TestBench$$' -test.timeout 30m -out docs/benchmarks.md
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -39,3 +39,21 @@ lint:
 
 clean:
 	rm -rf bin
+
+# --- install and image (deploy/README.md) ---------------------------------------------------
+# `make install` pre-registers the plugin on this machine (root): the binary in /opt/nri/plugins,
+# its configuration in /etc/nri/conf.d (kept if edited), containerd's NRI drop-in in
+# /etc/containerd/config.d. DESTDIR installs into another root (an image build); INSTALL_FLAGS
+# adds flags, e.g. INSTALL_FLAGS=--containerd-major=2 where no containerd config exists yet.
+# `make image` writes bin/sandbox-guard-image.tar, an OCI archive (no Docker, no registry) for
+# `ctr -n k8s.io images import` or `skopeo copy oci-archive:...`.
+IMAGE ?= localhost/sandbox-guard:$(VERSION)
+DESTDIR ?=
+INSTALL_FLAGS ?=
+.PHONY: install image
+
+install: build
+	$(BIN) install --root $(if $(DESTDIR),$(abspath $(DESTDIR)),/) $(INSTALL_FLAGS)
+
+image: build
+	$(GO) run ./deploy/image --binary $(BIN) --out bin/sandbox-guard-image.tar --ref $(IMAGE)

@@ -1,0 +1,156 @@
+package install
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pelletier/go-toml/v2"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sandbox-guard/sandbox-guard/etc"
+	"github.com/sandbox-guard/sandbox-guard/internal/config"
+	"github.com/sandbox-guard/sandbox-guard/internal/containerdconfig"
+)
+
+// The shipped plugin configuration must load, and must document every gate key.
+func TestShippedPluginConfigParses(t *testing.T) {
+	cfg, err := config.Parse(etc.PluginConfig, "etc/nri/conf.d/10-sandbox-guard.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode != config.ModeWarn || cfg.Preset != config.PresetEKS {
+		t.Errorf("mode %q preset %q, want warn and eks", cfg.Mode, cfg.Preset)
+	}
+	// Apart from mode, the file states the defaults: parsing it must give Default()'s gate.
+	def := config.Default()
+	if cfg.Log != def.Log || cfg.Refresh != def.Refresh || cfg.SettleTime != def.SettleTime ||
+		len(cfg.Checks) != 0 || len(cfg.DisableChecks) != 0 || len(cfg.Exempt.Namespaces) != 0 {
+		t.Errorf("the shipped file does not state the defaults:\n got %+v\nwant %+v", cfg, def)
+	}
+	text := string(etc.PluginConfig)
+	for _, key := range []string{"mode:", "log:", "file:", "level:", "format:", "maxSizeMB:", "maxBackups:",
+		"exempt:", "namespaces:", "podSelector:", "preset:", "checks:", "disableChecks:", "refresh:",
+		"interval:", "maxBackoff:", "timeout:", "settleTime:",
+		"file:", "iptables:", "nftables:", "cni:", "http:", "socket:", "hint:",
+		"image keeper: see docs/configuration.md"} {
+		if !strings.Contains(text, key) {
+			t.Errorf("etc/nri/conf.d/10-sandbox-guard.conf does not mention %q", key)
+		}
+	}
+	for _, p := range config.Presets() {
+		if !strings.Contains(text, "#   "+p+" ") {
+			t.Errorf("preset %q is not described", p)
+		}
+	}
+}
+
+// RenderDropIn("/") is the shipped file, and the drop-ins set exactly the NRI table.
+func TestRenderDropIn(t *testing.T) {
+	for _, tc := range []struct {
+		major   int
+		shipped []byte
+		version int
+	}{{1, etc.DropIn17, 2}, {2, etc.DropIn2, 3}} {
+		got, err := RenderDropIn(tc.major, "/")
+		if err != nil || !bytes.Equal(got, tc.shipped) {
+			t.Fatalf("RenderDropIn(%d, /) = %v, not the shipped file", tc.major, err)
+		}
+		var doc map[string]any
+		if err := toml.Unmarshal(got, &doc); err != nil {
+			t.Fatal(err)
+		}
+		if len(doc) != 2 || doc["version"] != int64(tc.version) {
+			t.Errorf("major %d: top-level keys %v, want only version = %d and plugins", tc.major, keys(doc), tc.version)
+		}
+		plugins, _ := doc["plugins"].(map[string]any)
+		if len(plugins) != 1 || plugins[containerdconfig.PluginNRI] == nil {
+			t.Errorf("major %d: plugin tables %v, want only %s (containerd 1.7 replaces every table a drop-in names)", tc.major, keys(plugins), containerdconfig.PluginNRI)
+		}
+
+		dir := t.TempDir()
+		got, err = RenderDropIn(tc.major, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nri := loadNRI(t, tc.major, got)
+		want := containerdconfig.NRI{SocketPath: dir + NRISocket, PluginPath: dir + PluginDir, PluginConfigPath: dir + ConfigDir,
+			RegistrationTimeout: containerdconfig.DefaultNRIRegistrationTimeout, RequestTimeout: containerdconfig.DefaultNRIRequestTimeout}
+		nri.DisabledReason = ""
+		if nri != want {
+			t.Errorf("major %d with paths root %s: NRI %+v, want %+v", tc.major, dir, nri, want)
+		}
+		if bytes.Count(got, []byte(dir)) != 3 {
+			t.Errorf("major %d: want exactly the three paths prefixed:\n%s", tc.major, got)
+		}
+	}
+	for _, bad := range []struct {
+		major int
+		root  string
+	}{{3, "/"}, {2, "relative"}, {2, `/tmp/a"b`}, {1, "/tmp/a\nb"}} {
+		if _, err := RenderDropIn(bad.major, bad.root); err == nil {
+			t.Errorf("RenderDropIn(%d, %q) succeeded", bad.major, bad.root)
+		}
+	}
+}
+
+// The AL2023 example's snippet, merged into nodeadm's generated configuration (version 2 for
+// containerd 1.7 AMIs, 3 for 2.x), switches NRI on with the plugin's directories.
+func TestAL2023Example(t *testing.T) {
+	var nc struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Spec       struct {
+			Containerd struct {
+				Config string `json:"config"`
+			} `json:"containerd"`
+		} `json:"spec"`
+	}
+	if err := yaml.UnmarshalStrict(etc.AL2023NodeConfig, &nc); err != nil {
+		t.Fatal(err)
+	}
+	if nc.APIVersion != "node.eks.aws/v1alpha1" || nc.Kind != "NodeConfig" {
+		t.Fatalf("apiVersion %q kind %q", nc.APIVersion, nc.Kind)
+	}
+	var doc map[string]any
+	if err := toml.Unmarshal([]byte(nc.Spec.Containerd.Config), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := doc["version"]; ok || len(doc) != 1 {
+		t.Errorf("the snippet sets %v; want only the plugins table (version belongs to nodeadm)", keys(doc))
+	}
+	for _, tc := range []struct{ major, version int }{{1, 2}, {2, 3}} {
+		// nodeadm merges the snippet into its template; with the template lacking an NRI table,
+		// that is the same as appending it.
+		main := fmt.Sprintf("version = %d\n%s", tc.version, nc.Spec.Containerd.Config)
+		nri := loadNRI(t, tc.major, []byte(main))
+		if nri.Disabled || nri.PluginPath != PluginDir || nri.PluginConfigPath != ConfigDir || nri.SocketPath != NRISocket {
+			t.Errorf("containerd major %d: NRI %+v", tc.major, nri)
+		}
+	}
+}
+
+// loadNRI reads a single containerd config file with containerdconfig.
+func loadNRI(t *testing.T, major int, data []byte) containerdconfig.NRI {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(f, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	info, err := containerdconfig.LoadWithOptions(f, containerdconfig.Options{Major: major})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.NRI
+}
+
+func keys(m map[string]any) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
