@@ -30,8 +30,18 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgFile := fs.String("config", config.DefaultFile, "configuration file")
 	socket := fs.String("nri-socket", api.DefaultSocketPath, "containerd's NRI socket")
+	yield := fs.String("yield-to-preregistered", "", "if this file exists (a pre-registered sandbox-guard), do not gate: containerd already runs the plugin")
 	if err := fs.Parse(args); err != nil {
 		return exitBadInput
+	}
+	if *yield != "" {
+		if _, err := os.Stat(*yield); err == nil {
+			// Two plugins gating one node would double every rejection; idle instead of exiting so
+			// that a DaemonSet does not crash-loop.
+			fmt.Fprintf(stderr, "sandbox-guard: a pre-registered sandbox-guard is installed at %s; containerd runs it, so this one does not gate\n", *yield)
+			<-ctx.Done()
+			return exitOK
+		}
 	}
 	cfg, err := config.LoadFile(*cfgFile)
 	if err != nil {

@@ -76,7 +76,8 @@ type Options struct {
 type Info struct {
 	// Major is the containerd major version whose rules were applied.
 	Major int
-	// Version is the main file's own version (1 when it has no version line).
+	// Version is the main file's own version (1 when it has no version line;
+	// 0 from Defaults, which reads no file).
 	Version int
 	// EffectiveVersion is the version containerd ends up with after merging
 	// every file: the last non-zero version line wins. In 2.x it decides
