@@ -24,7 +24,21 @@ import (
 var (
 	outFile = flag.String("out", "", "write the markdown report to this file; TestBench skips without it")
 	quick   = flag.Bool("quick", false, "far fewer iterations, to try the harness (the report says so)")
+	only    = flag.String("only", "", "comma-separated measurement numbers to run (default: all); the report holds only those")
 )
+
+// selected reports whether measurement num is to run.
+func selected(num int) bool {
+	if *only == "" {
+		return true
+	}
+	for _, f := range strings.Split(*only, ",") {
+		if strings.TrimSpace(f) == fmt.Sprint(num) {
+			return true
+		}
+	}
+	return false
+}
 
 func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
 
@@ -55,12 +69,18 @@ func TestBench(t *testing.T) {
 		{6, "ECR token calls under 1000 concurrent ensures", measureTokens},
 		{3, "Check refresh cost against big nat tables, both iptables backends", measureRefresh},
 	} {
-		sections[m.num] = runSection(t, m)
+		if selected(m.num) {
+			sections[m.num] = runSection(t, m)
+		}
 	}
 	// 2, 5 and 4 share two real nodes: the plugin node is measured idle, then against the bare
 	// node (pod start overhead), then after 1000 sandboxes (memory), then for repairs.
-	for _, s := range runNodeSections(t) {
-		sections[s.num] = s
+	if selected(2) || selected(4) || selected(5) {
+		for _, s := range runNodeSections(t) {
+			if selected(s.num) {
+				sections[s.num] = s
+			}
+		}
 	}
 	for i := 1; i <= 6; i++ {
 		if s := sections[i]; s != nil {
