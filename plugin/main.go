@@ -73,6 +73,7 @@ it reads its configuration from containerd (/etc/nri/conf.d/10-sandbox-guard.con
 
 commands:
   run     --config FILE [--nri-socket PATH]   run as an external NRI plugin (logs to stderr)
+  install [--root DIR] [--force] ...          pre-register the plugin: binary, config, containerd's NRI drop-in
   check   [--config FILE] [-o table|json]     run every check now; exit 0 ready, 1 not ready, 2 bad config
   ensure  [--config FILE]                     make every configured image present and pinned once; exit 0/1
   eks-pause-image --region R [--fips] [--version V]   print the EKS pause image for a region

@@ -97,23 +97,6 @@ func daemonSetContainer(t *testing.T, n *harness.RootNode, ds *corev1.PodSpec, c
 	return spec
 }
 
-// supportsFlags drops arguments the binary under test does not know yet (the external
-// overlay's --yield-to-preregistered needs `run` to implement it).
-func supportsFlags(t *testing.T, env *harness.Env, args []string) []string {
-	t.Helper()
-	help, _ := exec.Command(env.Plugin, "run", "-h").CombinedOutput()
-	var out []string
-	for _, a := range args {
-		name := strings.TrimLeft(strings.SplitN(a, "=", 2)[0], "-")
-		if !strings.Contains(string(help), "-"+name) {
-			t.Logf("sandbox-guard run has no -%s yet: running the DaemonSet's container without %s", name, a)
-			continue
-		}
-		out = append(out, a)
-	}
-	return out
-}
-
 // The external overlay's pod, from the image `make image` builds, run through CRI with the
 // DaemonSet's mounts and privileges (not privileged: NET_ADMIN and NET_RAW): it connects to
 // containerd's NRI socket through the mounted directory, reads iptables through both backends
@@ -157,7 +140,6 @@ checks:
     cni: {confDir: /etc/cni/net.d, binDirs: [/opt/cni/bin]}
 `), 0o644))
 		spec := daemonSetContainer(t, n, &pod, configDir, map[string]string{"/opt/cni/bin": env.CNIBin})
-		spec.Args = supportsFlags(t, env, spec.Args)
 		// Test plumbing, not part of the DaemonSet: the node's containerd configuration imports
 		// its drop-ins by their paths under the node's root; on a real node those are
 		// /etc/containerd/config.d/*.toml, inside the /etc/containerd mount. Make them resolve
@@ -286,6 +268,60 @@ checks:
 		wantHTTP(t, n.NS, pod.Containers[0].ReadinessProbe.HTTPGet.Path, 200)
 		if state, code, err := ctr.State(); err != nil || state != "CONTAINER_RUNNING" {
 			t.Errorf("installer %s (exit %d, %v); it keeps watching; log:\n%s", state, code, err, ctr.Log())
+		}
+	})
+}
+
+// Never both on a node: where a pre-registered sandbox-guard is installed, the external
+// overlay's pod steps aside, so each pod is judged once, by the plugin containerd runs.
+func TestDaemonSetExternalYieldsToPreRegistered(t *testing.T) {
+	env := harness.Load(t)
+	if help, _ := exec.Command(env.Plugin, "run", "-h").CombinedOutput(); !strings.Contains(string(help), "-yield-to-preregistered") {
+		t.Fatal("sandbox-guard run has no -yield-to-preregistered, which the external overlay passes")
+	}
+	objs, err := deploy.Build(filepath.Join(env.RepoRoot, "deploy/overlays/external"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := objs.DaemonSet.Spec.Template.Spec
+	archive := buildImage(t, env)
+	harness.ForEachContainerd(t, func(t *testing.T, c harness.Containerd) {
+		env := harness.Load(t)
+		n := harness.StartNodeWithConfig(t, env, c, harness.NodeOptions{}, func(n *harness.RootNode) {
+			must(t, os.WriteFile(n.ConfigFile, []byte(n.ImportingMainConfig()), 0o644))
+			must(t, os.WriteFile(filepath.Join(n.ConfigD(), "00-test.toml"), []byte(n.TestDropIn()), 0o644))
+			cfg := filepath.Join(n.Dir, "preregistered.yaml")
+			must(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`mode: enforce
+%spreset: none
+refresh: {interval: 200ms}
+checks:
+  - name: preregistered-marker
+    file: {path: %s}
+`, n.PluginBase(), filepath.Join(n.Dir, "ready"))), 0o644))
+			runInstall(t, n, 0, "--config", cfg)
+		})
+		if out, err := n.Ctr("images", "import", archive); err != nil {
+			t.Fatalf("ctr images import: %v\n%s", err, out)
+		}
+		configDir := filepath.Join(n.Dir, "configmap")
+		must(t, os.MkdirAll(configDir, 0o755))
+		must(t, os.WriteFile(filepath.Join(configDir, "config.yaml"), []byte(`mode: enforce
+preset: none
+checks:
+  - name: external-marker
+    file: {path: /nonexistent}
+`), 0o644))
+		ctr := n.RunContainer(daemonSetContainer(t, n, &pod, configDir, nil))
+		harness.Eventually(t, 20*time.Second, "the external plugin steps aside", func() error {
+			if !strings.Contains(ctr.Log(), "does not gate") {
+				return fmt.Errorf("log:\n%s", ctr.Log())
+			}
+			return nil
+		})
+		_, err := n.CRI.RunP(harness.Pod{Name: "web-1"})
+		wantRejection(t, err, "default/web-1", "preregistered-marker")
+		if strings.Contains(err.Error(), "external-marker") || strings.Contains(ctr.Log(), "connected to the container runtime") {
+			t.Errorf("the external plugin gates too: %v\nits log:\n%s", err, ctr.Log())
 		}
 	})
 }
