@@ -34,15 +34,6 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitBadInput
 	}
-	if *yield != "" {
-		if _, err := os.Stat(*yield); err == nil {
-			// Two plugins gating one node would double every rejection; idle instead of exiting so
-			// that a DaemonSet does not crash-loop.
-			fmt.Fprintf(stderr, "sandbox-guard: a pre-registered sandbox-guard is installed at %s; containerd runs it, so this one does not gate\n", *yield)
-			<-ctx.Done()
-			return exitOK
-		}
-	}
 	cfg, err := config.LoadFile(*cfgFile)
 	if err != nil {
 		fmt.Fprintln(stderr, "sandbox-guard:", err)
@@ -59,7 +50,18 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 	a.SetMetrics(m)
 	a.Start(ctx)
 	defer a.Stop()
-	p := nriplugin.New(nriplugin.Options{SocketPath: *socket, Name: pluginName, Idx: pluginIdx, Log: log, OnConnection: m.SetNRIConnected})
+	opts := nriplugin.Options{SocketPath: *socket, Name: pluginName, Idx: pluginIdx, Log: log, OnConnection: m.SetNRIConnected}
+	if *yield != "" {
+		// Checked before every (re)connection: a plugin installed on the host while this pod runs
+		// takes over at containerd's next restart, which is also when this one loses its connection.
+		opts.StandBy = func() (bool, string) {
+			if _, err := os.Stat(*yield); err == nil {
+				return true, "a pre-registered sandbox-guard is installed at " + *yield + "; containerd runs it"
+			}
+			return false, ""
+		}
+	}
+	p := nriplugin.New(opts)
 	p.SetAdmitter(a)
 	serveMetrics(ctx, cfg.Metrics.Address, m, p, a, log)
 	if err := p.Run(ctx); err != nil {

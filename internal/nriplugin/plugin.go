@@ -44,6 +44,10 @@ type Options struct {
 	Reconnect backoff.Policy
 	// OnConnection, when set, hears when the plugin connects to or loses containerd (metrics).
 	OnConnection func(connected bool)
+	// StandBy, when set, is asked before every connection attempt of an external plugin; while it
+	// reports true (a pre-registered sandbox-guard is installed, so containerd runs one already)
+	// the plugin does not connect, so that two plugins never gate one node.
+	StandBy func() (bool, string)
 }
 
 // Plugin is the NRI plugin. Its handlers are the methods the stub discovers by interface.
@@ -147,7 +151,24 @@ func (p *Plugin) Run(ctx context.Context) error {
 		return nil
 	}
 	b := backoff.New(p.opts.Reconnect)
+	standingBy := false
 	for ctx.Err() == nil {
+		if p.opts.StandBy != nil {
+			if yes, why := p.opts.StandBy(); yes {
+				if !standingBy {
+					p.opts.Log.Warn("standing by, not gating: " + why)
+				}
+				standingBy = true
+				if !backoff.Sleep(ctx, 10*time.Second) {
+					return nil
+				}
+				continue
+			}
+			if standingBy {
+				p.opts.Log.Info("no longer standing by: connecting to containerd")
+			}
+			standingBy = false
+		}
 		before := p.connects.Load()
 		s, err := p.newStub()
 		if err != nil {

@@ -313,7 +313,7 @@ checks:
 `), 0o644))
 		ctr := n.RunContainer(daemonSetContainer(t, n, &pod, configDir, nil))
 		harness.Eventually(t, 20*time.Second, "the external plugin steps aside", func() error {
-			if !strings.Contains(ctr.Log(), "does not gate") {
+			if !strings.Contains(ctr.Log(), "standing by, not gating") {
 				return fmt.Errorf("log:\n%s", ctr.Log())
 			}
 			return nil
