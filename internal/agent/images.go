@@ -73,6 +73,7 @@ func (a *Agent) buildKeeper(ctx context.Context) (*keeper.Keeper, error) {
 		Targets:     res.Targets,
 		Credentials: keeper.ECRCredentials(a.ecr),
 		Reconcile:   a.cfg.Keeper.ReconcileInterval.Duration,
+		PullTimeout: a.cfg.Keeper.PullTimeout.Duration,
 		Log:         a.log,
 		Observe:     a.metrics.ObserveEnsure,
 	}

@@ -88,6 +88,8 @@ type Keeper struct {
 	ReconcileInterval Duration `json:"reconcileInterval"`
 	// LocalCopy keeps an OCI archive of each image in stateDir to restore from when every source fails.
 	LocalCopy bool `json:"localCopy"`
+	// PullTimeout bounds each pull from one source (a hanging registry).
+	PullTimeout Duration `json:"pullTimeout"`
 }
 
 // Containerd says how to reach containerd.
@@ -236,7 +238,7 @@ func Default() *Config {
 
 		SandboxImage: "auto",
 		StateDir:     "/var/lib/sandbox-guard",
-		Keeper:       Keeper{ReconcileInterval: Duration{time.Minute}, LocalCopy: true},
+		Keeper:       Keeper{ReconcileInterval: Duration{time.Minute}, LocalCopy: true, PullTimeout: Duration{2 * time.Minute}},
 		Containerd: Containerd{Address: "/run/containerd/containerd.sock", Namespace: "k8s.io",
 			Snapshotter: "overlayfs", ConfigFile: "/etc/containerd/config.toml"},
 		EKS:     EKS{PauseVersion: "3.10"},

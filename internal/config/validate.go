@@ -125,6 +125,9 @@ func (c *Config) validateImages() *Error {
 	if d := c.Keeper.ReconcileInterval.Duration; d < time.Second {
 		return bad("keeper.reconcileInterval", "must be at least 1s, got %v", d)
 	}
+	if d := c.Keeper.PullTimeout.Duration; d < time.Second {
+		return bad("keeper.pullTimeout", "must be at least 1s, got %v", d)
+	}
 	if !filepath.IsAbs(c.Containerd.Address) {
 		return bad("containerd.address", "%q is not an absolute socket path", c.Containerd.Address)
 	}

@@ -71,6 +71,8 @@ type Options struct {
 	// LocalCopies keeps and restores archives; nil disables local copies.
 	LocalCopies *LocalCopies
 	Reconcile   time.Duration
+	// PullTimeout bounds each pull, so a registry that hangs never stalls the keeper.
+	PullTimeout time.Duration
 	Retry       backoff.Policy
 	Log         logrus.FieldLogger
 	Now         func() time.Time
@@ -96,6 +98,9 @@ type Keeper struct {
 func New(images Images, opts Options) *Keeper {
 	if opts.Reconcile <= 0 {
 		opts.Reconcile = time.Minute
+	}
+	if opts.PullTimeout <= 0 {
+		opts.PullTimeout = 2 * time.Minute
 	}
 	if opts.Retry.Initial == 0 {
 		opts.Retry = backoff.Policy{Initial: 500 * time.Millisecond, Max: time.Minute, Jitter: 0.2}
@@ -224,7 +229,9 @@ func (k *Keeper) repair(ctx context.Context, t Target, i int, existing map[strin
 
 	var failures []string
 	for _, src := range t.Sources {
-		img, err := k.images.Pull(ctx, src, k.opts.Credentials, labelsFor(labels, src, t.Name))
+		pullCtx, cancel := context.WithTimeout(ctx, k.opts.PullTimeout)
+		img, err := k.images.Pull(pullCtx, src, k.opts.Credentials, labelsFor(labels, src, t.Name))
+		cancel()
 		if err != nil {
 			failures = append(failures, fmt.Sprintf("%s: %s", src, oneLine(err)))
 			log.WithField("source", src).WithError(errors.New(oneLine(err))).Warn("pull failed")

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -255,46 +253,17 @@ func TestBridgeFailsSafeWhenTheTokenGoesStale(t *testing.T) {
 		env := harness.Load(t)
 		const stale = "stale-token"
 		staleHeader := basicAuth("AWS", stale)
-		var front string
-		var mu sync.Mutex
-		forbidden, anonymous := 0, 0
+		var front *harness.Front
 		n := harness.StartNode(t, env, c, harness.NodeOptions{NoSandboxImage: true, SandboxImageFor: func(n *harness.Node) string {
-			target, _ := url.Parse("http://" + n.Registry.Host)
-			proxy := httputil.NewSingleHostReverseProxy(target)
-			proxy.Transport = n.NS.HTTPClient().Transport // the registry listens inside the node's namespace
-			l := n.NS.Listen(t)
-			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.Header.Get("Authorization") == "" {
-					mu.Lock()
-					anonymous++
-					mu.Unlock()
-				}
-				if r.Header.Get("Authorization") == staleHeader {
-					mu.Lock()
-					forbidden++
-					mu.Unlock()
-					http.Error(w, `{"errors":[{"code":"DENIED","message":"Your authorization token has expired."}]}`, http.StatusForbidden)
-					return
-				}
-				proxy.ServeHTTP(w, r)
-			})}
-			go func() { _ = srv.Serve(l) }()
-			t.Cleanup(func() { _ = srv.Close() })
-			front = l.Addr().String()
-			if err := os.MkdirAll(filepath.Join(n.CertsDir, front), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(n.CertsDir, front, "hosts.toml"), []byte(fmt.Sprintf("server = \"http://%s\"\n", front)), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			return front + "/eks/pause:3.10"
+			front = n.StartFront(harness.FrontOptions{Forbid: staleHeader})
+			return front.Host + "/eks/pause:3.10"
 		}})
 		fake := n.StartFakeECR(12 * time.Hour)
 		fake.SetCredentials("AWS", stale) // the token the bridge writes has expired at the registry
 		cfg := n.PluginBase() + fmt.Sprintf("ecr:\n  registries: {%q: us-west-2}\n  endpoint: %s\n  sharedCredentialsFiles: [%s]\n  credentialBridge: true\nmode: enforce\npreset: none\nsandboxImage: auto\nmetrics: {address: \"\"}\n",
-			front, fake.URL, fake.CredentialsFile)
+			front.Host, fake.URL, fake.CredentialsFile)
 		p := n.StartExternalPlugin(cfg)
-		file := filepath.Join(n.CertsDir, front, "hosts.toml")
+		file := filepath.Join(n.CertsDir, front.Host, "hosts.toml")
 		harness.Eventually(t, 20*time.Second, "bridge entry for the front", func() error {
 			b, err := os.ReadFile(file)
 			if err != nil || !strings.Contains(string(b), staleHeader) {
@@ -307,19 +276,15 @@ func TestBridgeFailsSafeWhenTheTokenGoesStale(t *testing.T) {
 		// kubelet's pull, with credentials: the stale header is refused (403), containerd moves on
 		// to the header-less server entry and authenticates as usual.
 		n.CRI.MustPull(n.SandboxImage, n.Registry.User+":"+n.Registry.Password)
-		mu.Lock()
-		if forbidden == 0 {
+		if front.Denied() == 0 {
 			t.Errorf("the stale bridged header was never tried; the test proves nothing")
 		}
-		mu.Unlock()
 
 		// containerd's own pull of a missing sandbox image fails at the same step as without a
 		// bridge, after trying the header-less server too (containerd reports the first host's
 		// 403 rather than the server's 401).
 		deleteSandboxImage(t, n)
-		mu.Lock()
-		anonBefore := anonymous
-		mu.Unlock()
+		anonBefore := front.Anonymous()
 		_, err := n.CRI.RunP(harness.Pod{Name: "web-1"})
 		if err == nil {
 			t.Fatal("runp succeeded with only a stale token and no credentials")
@@ -327,9 +292,7 @@ func TestBridgeFailsSafeWhenTheTokenGoesStale(t *testing.T) {
 		if !strings.Contains(err.Error(), "failed to get sandbox image") {
 			t.Fatalf("runp failed elsewhere than at the sandbox image pull: %v", err)
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if anonymous == anonBefore {
+		if front.Anonymous() == anonBefore {
 			t.Fatalf("containerd did not fall back to the header-less server entry")
 		}
 	})
