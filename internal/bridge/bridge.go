@@ -130,6 +130,13 @@ func (b *Bridge) Refresh(ctx context.Context, host string) (time.Duration, error
 		b.onWrite(host, "error")
 		return 0, fmt.Errorf("reading %s: %w", file, err)
 	}
+	if existing == nil {
+		if why := wouldHide(b.Dir, host); why != "" {
+			st.Err = fmt.Sprintf("%s not created: %s", file, why)
+			b.onWrite(host, "error")
+			return 0, errors.New(st.Err)
+		}
+	}
 	merged, err := Merge(existing, "https://"+host, header)
 	if err != nil {
 		st.Err = fmt.Sprintf("%s left untouched: %v", file, err)
@@ -221,4 +228,23 @@ func WriteAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// wouldHide says what a new <dir>/<host>/hosts.toml would change besides adding the header:
+// containerd uses the first of <host>, _default that exists, so a new host directory hides
+// _default; and once hosts.toml exists it no longer reads Docker-style certificate files next to
+// it. In both cases the operator has to write the host's hosts.toml (the bridge then adds its
+// entry to it); "" when creating the file is harmless.
+func wouldHide(dir, host string) string {
+	if _, err := os.Stat(filepath.Join(dir, "_default")); err == nil {
+		return fmt.Sprintf("%s exists and a host directory would hide it for %s; create %s/hosts.toml yourself", filepath.Join(dir, "_default"), host, filepath.Join(dir, host))
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, host))
+	for _, e := range entries {
+		switch filepath.Ext(e.Name()) {
+		case ".crt", ".cert", ".key":
+			return fmt.Sprintf("%s holds certificate files that containerd stops reading once hosts.toml exists; write a hosts.toml naming them (ca, client) yourself", filepath.Join(dir, host))
+		}
+	}
+	return ""
 }
