@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	yamlv3 "go.yaml.in/yaml/v3"
-	"sigs.k8s.io/yaml"
 )
 
 // Parse reads YAML configuration text strictly: unknown keys, duplicate keys, wrong types and
@@ -49,8 +48,27 @@ func Parse(data []byte, source string) (*Config, error) {
 // The pre-registered plugin uses it only to find where to log the error about the file.
 func ParseLenient(data []byte) *Config {
 	cfg := Default()
-	if err := yaml.Unmarshal(data, cfg); err != nil {
-		return Default()
+	js, err := yamlToJSON(data)
+	if err != nil {
+		return cfg
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(js, &top) != nil {
+		return cfg
+	}
+	// Key by key, so that one bad value does not lose the others (log.file above all).
+	fields := jsonFields(reflect.TypeOf(Config{}))
+	v := reflect.ValueOf(cfg).Elem()
+	for k, raw := range top {
+		f, ok := fields[k]
+		if !ok {
+			continue
+		}
+		dst := reflect.New(f.Type)
+		dst.Elem().Set(v.FieldByIndex(f.Index))
+		if json.Unmarshal(raw, dst.Interface()) == nil {
+			v.FieldByIndex(f.Index).Set(dst.Elem())
+		}
 	}
 	return cfg
 }

@@ -437,7 +437,7 @@ func TestParseLenient(t *testing.T) {
 		{"valid", "log: {file: /var/log/a.log}\nmode: warn", "/var/log/a.log", ModeWarn},
 		{"unknown keys ignored", "bogus: 1\nlog: {file: /var/log/b.log, fle: x}", "/var/log/b.log", ModeEnforce},
 		{"invalid value kept", "mode: sometimes\nlog: {file: /var/log/c.log}", "/var/log/c.log", "sometimes"},
-		{"number for a string", "mode: 3\nlog: {file: /var/log/d.log}", "/var/log/d.log", "3"},
+		{"number for a string", "mode: 3\nlog: {file: /var/log/d.log}", "/var/log/d.log", ModeEnforce},
 		{"syntax error gives defaults", "log: [", "/var/log/sandbox-guard.log", ModeEnforce},
 		{"empty gives defaults", "", "/var/log/sandbox-guard.log", ModeEnforce},
 		{"null gives defaults", "null", "/var/log/sandbox-guard.log", ModeEnforce},
