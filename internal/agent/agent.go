@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,47 +148,34 @@ func (a *Agent) CheckNow(ctx context.Context) *snapshot.Snapshot {
 func (a *Agent) Admit(_ context.Context, pod gate.Pod) error {
 	start := time.Now()
 	d := a.policy.Decide(pod, a.store.Load(), a.now())
-	if a.metrics != nil {
-		var names []string
-		for _, r := range d.Failing {
-			names = append(names, r.Name)
-		}
-		defer func() { a.metrics.ObservePod(d.Verdict.String(), names, time.Since(start)) }()
+	var failing []string
+	for _, r := range d.Failing {
+		failing = append(failing, r.Name)
 	}
-	l := a.log.WithFields(logrus.Fields{"pod": pod.String(), "verdict": d.Verdict.String()})
+	defer func() { a.metrics.ObservePod(d.Verdict.String(), failing, time.Since(start)) }()
 	switch d.Verdict {
 	case gate.Reject:
 		a.runner.Kick()
-		l.WithField("checks", failingNames(d.Failing)).Warn(d.Why)
+		a.log.WithFields(logrus.Fields{"pod": pod.String(), "verdict": "reject", "checks": strings.Join(failing, ",")}).Warn(d.Why)
 		return errors.New(d.Why)
 	case gate.WouldReject:
 		a.runner.Kick()
-		l.WithField("checks", failingNames(d.Failing)).Warn("warn mode, admitted; enforce would reject: " + d.Why)
+		a.log.WithFields(logrus.Fields{"pod": pod.String(), "verdict": "would-reject", "checks": strings.Join(failing, ",")}).
+			Warn("warn mode, admitted; enforce would reject: " + d.Why)
 	default:
-		l.WithField("reason", d.Why).Debug("pod admitted")
+		// Most pods land here: build the log entry only when someone reads debug lines.
+		if l, ok := a.log.(*logrus.Logger); !ok || l.IsLevelEnabled(logrus.DebugLevel) {
+			a.log.WithFields(logrus.Fields{"pod": pod.String(), "verdict": "admit", "reason": d.Why}).Debug("pod admitted")
+		}
 	}
 	return nil
 }
 
-func failingNames(rs []snapshot.Result) string {
-	s := ""
-	for i, r := range rs {
-		if i > 0 {
-			s += ","
-		}
-		s += r.Name
-	}
-	return s
-}
-
 // Describe is a one-line summary of the configuration for the start-up log.
 func (a *Agent) Describe() string {
-	names := ""
-	for i, c := range a.cfg.EffectiveChecks() {
-		if i > 0 {
-			names += ", "
-		}
-		names += c.Name
+	var names []string
+	for _, c := range a.cfg.EffectiveChecks() {
+		names = append(names, c.Name)
 	}
-	return fmt.Sprintf("mode %s, preset %s, checks [%s]", a.cfg.Mode, a.cfg.Preset, names)
+	return fmt.Sprintf("mode %s, preset %s, checks [%s]", a.cfg.Mode, a.cfg.Preset, strings.Join(names, ", "))
 }
