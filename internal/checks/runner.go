@@ -5,6 +5,7 @@ package checks
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,7 @@ type Runner struct {
 	mu       sync.Mutex // serialises refreshes, so ReadySince and transitions stay consistent
 	previous *snapshot.Snapshot
 	inflight []atomic.Bool // per check: a probe is running
+	lastOK   []time.Time   // per check: when it last passed (guarded by mu)
 }
 
 // NewRunner returns a runner for checks publishing into store.
@@ -90,7 +92,7 @@ func NewRunner(checks []Check, store *snapshot.Store, opts Options) *Runner {
 		l.SetLevel(logrus.PanicLevel)
 		opts.Log = l
 	}
-	return &Runner{checks: checks, store: store, opts: opts, kick: make(chan struct{}, 1), inflight: make([]atomic.Bool, len(checks))}
+	return &Runner{checks: checks, store: store, opts: opts, kick: make(chan struct{}, 1), inflight: make([]atomic.Bool, len(checks)), lastOK: make([]time.Time, len(checks))}
 }
 
 // Kick asks for a refresh as soon as possible, without waiting for it. Used after a rejection,
@@ -155,6 +157,7 @@ wait:
 			results[i], errored[i] = r.stuck(c), true
 		}
 	}
+	r.keepLastGood(results, errored)
 	snap := &snapshot.Snapshot{Results: results, Taken: r.opts.Now()}
 	if snap.Ready() {
 		snap.ReadySince = snap.Taken
@@ -174,6 +177,35 @@ wait:
 		}
 	}
 	return snap, false
+}
+
+// keepLastGood keeps a check passing through inconclusive probes (a timeout or an error, not a
+// "no") for a short grace: on a starved node (load far above the cores) a probe can miss its
+// deadline while the rules are in place, and refusing pods for that would be the gate's own
+// outage. A definite "no" (chain missing, 503) fails the check at once; a check that has not passed
+// within the grace fails too.
+func (r *Runner) keepLastGood(results []snapshot.Result, errored []bool) {
+	grace := max(5*r.opts.Interval, 5*time.Second)
+	now := r.opts.Now()
+	for i := range results {
+		switch {
+		case results[i].OK:
+			r.lastOK[i] = now
+		case errored[i] && !r.lastOK[i].IsZero() && now.Sub(r.lastOK[i]) < grace &&
+			r.previous != nil && i < len(r.previous.Results) && r.previous.Results[i].OK:
+			prev := r.previous.Results[i]
+			results[i].OK = true
+			results[i].Detail = strings.TrimSuffix(prev.Detail, inconclusiveSuffix(prev.Detail)) +
+				" (last probe inconclusive: " + results[i].Detail + ")"
+		}
+	}
+}
+
+func inconclusiveSuffix(d string) string {
+	if i := strings.Index(d, " (last probe inconclusive: "); i >= 0 {
+		return d[i:]
+	}
+	return ""
 }
 
 // stuck is the result of a probe that has not answered within its timeout.

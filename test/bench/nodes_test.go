@@ -27,7 +27,8 @@ type nodes struct {
 	cri        *criClient // direct CRI client of plug
 	pid        int        // the plugin process
 	ready      time.Duration
-	idle       procMem
+	idleEarly  procMem       // 10 s after containerd started the plugin
+	idle       procMem       // idleAfter after it
 	idleAfter  time.Duration // how long after containerd started the plugin
 	hooksSoFar int           // pod sandboxes started on plug before the memory loop
 }
@@ -176,8 +177,14 @@ func startNodes(t testing.TB) (*nodes, error) {
 	say("  plugin node ready %v after containerd started (image pulled and pinned, local copy saved, checks pass)", ns.ready.Round(100*time.Millisecond))
 	ns.bare = harness.StartNode(t, env, c, harness.NodeOptions{})
 	say("  bare node up")
-	// Idle memory: nothing has happened on the plugin node for a while but its refresh loop.
-	time.Sleep(time.Until(started.Add(ns.ready + 10*time.Second)))
+	// Idle memory: nothing has happened on the plugin node for a while but its refresh loop;
+	// 10 s after start the runtime still holds memory from the start-up work (pull, export).
+	time.Sleep(time.Until(started.Add(10 * time.Second)))
+	if ns.idleEarly, err = readMem(ns.pid); err != nil {
+		return nil, err
+	}
+	say("  plugin 10 s after containerd started: %s", ns.idleEarly)
+	time.Sleep(time.Until(started.Add(30 * time.Second)))
 	if ns.idle, err = readMem(ns.pid); err != nil {
 		return nil, err
 	}
@@ -334,7 +341,8 @@ func measurePodOverhead(ns *nodes, s *section) error {
 		s.notef("Refusals on a healthy node: a probe that does not answer within `refresh.timeout` (1 s) counts as failing, " +
 			"so when the machine is starved of CPU the gate closes although kube-proxy's rules are in place.")
 	}
-	s.row("pod start overhead: runp+stopp+rmp median, plug / bare", fmt.Sprintf("%s / %s = %.3f", fmtDur(plugTotal.median()), fmtDur(bareTotal.median()), ratio),
+	s.row("pod start overhead: runp+stopp+rmp median, plug / bare", fmt.Sprintf("%s / %s = %.3f (median of per-pair ratios %.3f)",
+		fmtDur(plugTotal.median()), fmtDur(bareTotal.median()), ratio, pairRatio),
 		"ratio <= 1.05", yesNo(ratio <= 1.05))
 	s.notef("The hook itself costs microseconds (section 1) against a pod cycle of hundreds of milliseconds (crictl process starts, " +
 		"CNI, runc, the pause process): what the ratio can show beyond noise is the plugin process competing for the 2 cores " +
@@ -361,7 +369,7 @@ func measureMemory(ns *nodes, s *section) error {
 		"process running plugin_path/10-sandbox-guard whose parent is containerd). **Idle**: %v after containerd started it, "+
 		"once it had pulled, pinned and saved the sandbox image and every check passed, before any pod. **After**: %d more pod "+
 		"sandboxes (RunPodSandbox, StopPodSandbox, RemovePodSandbox through CRI's gRPC API directly, %d at a time, stopping "+
-		"early after %v), then 5 s of quiet. Each sandbox goes through the hook.", ns.idleAfter.Round(time.Second), target, workers, budget)
+		"early after %s), then 5 s of quiet. Each sandbox goes through the hook.", secs(ns.idleAfter), target, workers, budget)
 	before, err := readMem(ns.pid)
 	if err != nil {
 		return err
@@ -458,17 +466,24 @@ func measureMemory(ns *nodes, s *section) error {
 
 	mib := func(kb int64) string { return fmt.Sprintf("%.1f MiB", float64(kb)/1024) }
 	s.printf("| moment | sandboxes through the hook | VmRSS | of which RssAnon | of which RssFile | VmHWM (peak so far) |\n|---|---|---|---|---|---|\n")
-	line := func(moment, count string, m procMem, bold bool) {
+	type moment struct {
+		label string
+		mem   procMem
+	}
+	var moments []moment
+	line := func(label, count string, m procMem, bold bool) {
+		moments = append(moments, moment{label, m})
 		rss := mib(m.rss)
 		if bold {
 			rss = "**" + rss + "**"
 		}
-		s.printf("| %s | %s | %s | %s | %s | %s |\n", moment, count, rss, mib(m.anon), mib(m.file), mib(m.hwm))
+		s.printf("| %s | %s | %s | %s | %s | %s |\n", label, count, rss, mib(m.anon), mib(m.file), mib(m.hwm))
 	}
-	line(fmt.Sprintf("idle, %v after start", ns.idleAfter.Round(time.Second)), "0", ns.idle, true)
+	line("idle, 10 s after start", "0", ns.idleEarly, false)
+	line("idle, "+secs(ns.idleAfter)+" after start", "0", ns.idle, true)
 	line("before the loop (after section 2)", fmt.Sprint(ns.hooksSoFar), before, false)
 	for _, sm := range samples {
-		line(fmt.Sprintf("during the loop, %v in", sm.at.Round(time.Second)), fmt.Sprintf("%d + %d", ns.hooksSoFar, sm.n), sm.mem, false)
+		line("during the loop, "+secs(sm.at)+" in", fmt.Sprintf("%d + %d", ns.hooksSoFar, sm.n), sm.mem, false)
 	}
 	line("after the loop, 5 s quiet", fmt.Sprintf("%d + %d", ns.hooksSoFar, n), after, true)
 	s.printf("\n")
@@ -481,9 +496,9 @@ func measureMemory(ns *nodes, s *section) error {
 		s.printf("**The gate refused %d of the loop's sandboxes although every condition held** (counted above; the hook ran): %s.\n\n",
 			len(rejected), mdEscape(strings.Join(uniq(rejected), "; ")))
 	}
-	worst := max(ns.idle.rss, after.rss, after.hwm)
-	s.row("plugin RSS idle", mib(ns.idle.rss), "<= 40 MiB", yesNo(ns.idle.rss <= 40*1024))
-	s.row(fmt.Sprintf("plugin RSS after %d sandboxes (peak)", n), fmt.Sprintf("%s (peak %s)", mib(after.rss), mib(after.hwm)), "<= 40 MiB", yesNo(worst <= 40*1024))
+	s.row("plugin RSS idle", fmt.Sprintf("%s (%s 10 s after start)", mib(ns.idle.rss), mib(ns.idleEarly.rss)), "<= 40 MiB", yesNo(ns.idle.rss <= 40*1024))
+	s.row(fmt.Sprintf("plugin RSS after %d sandboxes (5 s later)", n), mib(after.rss), "<= 40 MiB", yesNo(after.rss <= 40*1024))
+	s.row("plugin RSS peak (VmHWM) over the whole run", mib(after.hwm), "<= 40 MiB", yesNo(after.hwm <= 40*1024))
 	binSize := int64(0)
 	if st, err := os.Stat(ns.plug.Env.Plugin); err == nil {
 		binSize = st.Size()
@@ -492,13 +507,30 @@ func measureMemory(ns *nodes, s *section) error {
 		"that have been touched; shared with the page cache, the same for every copy of the binary, and reclaimable under "+
 		"memory pressure) + RssShmem. The binary links containerd's client, the AWS SDK, NRI's ttrpc stack, libcni and "+
 		"Kubernetes' label selectors.", float64(binSize)/(1<<20))
-	if worst > 40*1024 {
-		s.notef("**Target missed.** The idle RSS is %s, of which %s is the binary's own mapped pages and %s anonymous memory; "+
-			"after the loop %s (%s anonymous). Growth over %d sandboxes is %s, so the excess is the footprint at start, not a leak. "+
-			"Ways down, for whoever owns the plugin: a smaller binary (fewer linked packages: the AWS SDK's full ECR client and "+
-			"containerd's client are the largest), `GOMEMLIMIT`/`debug.SetGCPercent` in the pre-registered mode, or counting "+
-			"only anonymous memory against the target (RssFile is page cache).",
-			mib(ns.idle.rss), mib(ns.idle.file), mib(ns.idle.anon), mib(after.rss), mib(after.anon), n, mib(after.rss-ns.idle.rss))
+	var loopPeak procMem
+	for _, sm := range samples {
+		if sm.mem.anon > loopPeak.anon {
+			loopPeak = sm.mem
+		}
+	}
+	if ns.idle.rss > 40*1024 || after.rss > 40*1024 || after.hwm > 40*1024 {
+		s.notef("Idle, %s of the %s are the binary's own mapped pages and %s anonymous memory: the footprint at start alone is "+
+			"near the 40 MiB target.", mib(ns.idle.file), mib(ns.idle.rss), mib(ns.idle.anon))
+		if loopPeak.anon > ns.idle.anon+1024 {
+			s.notef("Under sustained pod churn (%d in flight, %.1f per second) anonymous memory rose to %s (from %s idle) and "+
+				"fell to %s within 5 s of the loop ending: heap the Go runtime lets grow between collections (GOGC 100: up to "+
+				"twice the live heap) and returns to the kernel only gradually, not retained memory. The peak VmHWM %s is this "+
+				"churn. A reading right after the loop depends on where that cycle stands, so it moves by a few MiB between runs.",
+				workers, float64(n)/took.Seconds(), mib(loopPeak.anon), mib(ns.idle.anon), mib(after.anon), mib(after.hwm))
+		}
+		if after.anon > ns.idle.anon+2*1024 {
+			s.notef("Anonymous memory after the loop is %s above idle: worth a heap profile.", mib(after.anon-ns.idle.anon))
+		} else {
+			s.notef("Anonymous memory after the loop (%s) is no higher than idle (%s): no leak over %d sandboxes.", mib(after.anon), mib(ns.idle.anon), n)
+		}
+		s.notef("Ways down, for whoever owns the plugin: a smaller binary (fewer linked packages), a `GOMEMLIMIT` or lower GOGC " +
+			"in the pre-registered mode to bound the churn peak; or a target on anonymous memory only (RssFile is page cache, " +
+			"shared and reclaimable).")
 	}
 	return nil
 }
@@ -626,3 +658,6 @@ func uniq(list []string) []string {
 	}
 	return out
 }
+
+// secs prints a duration in whole seconds.
+func secs(d time.Duration) string { return fmt.Sprintf("%d s", int(d.Round(time.Second).Seconds())) }

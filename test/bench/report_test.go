@@ -79,7 +79,7 @@ func (r *report) markdown() string {
 		cg = "v1 (hybrid)"
 	}
 	fmt.Fprintf(&b, "| cgroups | %s |\n| date | %s |\n", cg, m.Date)
-	fmt.Fprintf(&b, "| load average | %s at the start, %s at the end of the run |\n", r.loadStart, loadAvg())
+	fmt.Fprintf(&b, "| load average (1 min) | %s at the start, %s at the end of the run (the benchmark's own pods included) |\n", r.loadStart, loadAvg())
 	b.WriteString("\nA small shared VM: absolute numbers move by tens of percent between runs, and more while other work runs (each " +
 		"section shows the load average around it); ratios measured in the same run are what to compare.\n")
 
@@ -117,7 +117,7 @@ func (r *report) markdown() string {
 		if len(s.notes) > 0 {
 			b.WriteString("\n")
 		}
-		fmt.Fprintf(&b, "_Took %v; 1-minute load average %s at the start, %s at the end (2 cores)._\n", s.took.Round(100*time.Millisecond), s.load[0], s.load[1])
+		fmt.Fprintf(&b, "_Took %v; 1-minute load average %s at the start, %s at the end._\n", s.took.Round(100*time.Millisecond), s.load[0], s.load[1])
 	}
 
 	b.WriteString(`
@@ -133,7 +133,8 @@ It needs what ` + "`make e2e`" + ` needs (test/tools/install-deps.sh builds cont
 registry and crictl into ` + "`$SG_CACHE`" + ` on the first run) plus ` + "`iptables-nft-restore`" + ` and
 ` + "`iptables-legacy-restore`" + `. Everything runs in private network namespaces and temporary directories and is
 removed at the end. The run takes about the time shown at the top; ` + "`./bin/bench -test.run '^TestBench$' -out /tmp/b.md -quick`" + `
-tries the harness in a fraction of it (numbers not meaningful). The decision-path benchmarks also run alone:
+tries the harness in a fraction of it (numbers not meaningful), and ` + "`-only 1,3`" + ` runs only those measurements. The
+decision-path benchmarks also run alone:
 ` + "`go test -run '^$' -bench . -benchmem ./test/bench`" + `.
 `)
 	return b.String()
