@@ -25,18 +25,21 @@ func TestShippedPluginConfigParses(t *testing.T) {
 	if cfg.Mode != config.ModeWarn || cfg.Preset != config.PresetEKS {
 		t.Errorf("mode %q preset %q, want warn and eks", cfg.Mode, cfg.Preset)
 	}
-	// Apart from mode, the file states the defaults: parsing it must give Default()'s gate.
+	// Apart from mode, the file states the defaults: parsing it must give Default(), every key.
 	def := config.Default()
-	if cfg.Log != def.Log || cfg.Refresh != def.Refresh || cfg.SettleTime != def.SettleTime ||
-		len(cfg.Checks) != 0 || len(cfg.DisableChecks) != 0 || len(cfg.Exempt.Namespaces) != 0 {
-		t.Errorf("the shipped file does not state the defaults:\n got %+v\nwant %+v", cfg, def)
+	def.Mode = cfg.Mode
+	if got, want := fmt.Sprintf("%+v", normalize(cfg)), fmt.Sprintf("%+v", normalize(def)); got != want {
+		t.Errorf("the shipped file does not state the defaults:\n got %s\nwant %s", got, want)
 	}
 	text := string(etc.PluginConfig)
 	for _, key := range []string{"mode:", "log:", "file:", "level:", "format:", "maxSizeMB:", "maxBackups:",
 		"exempt:", "namespaces:", "podSelector:", "preset:", "checks:", "disableChecks:", "refresh:",
 		"interval:", "maxBackoff:", "timeout:", "settleTime:",
 		"file:", "iptables:", "nftables:", "cni:", "http:", "socket:", "hint:",
-		"image keeper: see docs/configuration.md"} {
+		"sandboxImage:", "sandboxImageFallbacks:", "pinImages:", "stateDir:", "keeper:", "reconcileInterval:",
+		"localCopy:", "pullTimeout:", "containerd:", "address:", "namespace:", "snapshotter:", "configFile:",
+		"registryConfigPath:", "eks:", "region:", "fips:", "pauseVersion:", "ecr:", "registries:", "endpoint:",
+		"endpoints:", "sharedConfigFiles:", "sharedCredentialsFiles:", "profile:", "credentialBridge:", "metrics:"} {
 		if !strings.Contains(text, key) {
 			t.Errorf("etc/nri/conf.d/10-sandbox-guard.conf does not mention %q", key)
 		}
@@ -153,4 +156,40 @@ func keys(m map[string]any) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// normalize makes empty and nil collections compare equal (the file writes `[]` and `{}`).
+func normalize(c *config.Config) config.Config {
+	n := *c
+	if len(n.Checks) == 0 {
+		n.Checks = nil
+	}
+	if len(n.DisableChecks) == 0 {
+		n.DisableChecks = nil
+	}
+	if len(n.Exempt.Namespaces) == 0 {
+		n.Exempt.Namespaces = nil
+	}
+	if n.Exempt.PodSelector != nil && len(n.Exempt.PodSelector.MatchLabels) == 0 && len(n.Exempt.PodSelector.MatchExpressions) == 0 {
+		n.Exempt.PodSelector = nil
+	}
+	if len(n.SandboxImageFallbacks) == 0 {
+		n.SandboxImageFallbacks = nil
+	}
+	if len(n.PinImages) == 0 {
+		n.PinImages = nil
+	}
+	if len(n.ECR.Registries) == 0 {
+		n.ECR.Registries = nil
+	}
+	if len(n.ECR.Endpoints) == 0 {
+		n.ECR.Endpoints = nil
+	}
+	if len(n.ECR.SharedConfigFiles) == 0 {
+		n.ECR.SharedConfigFiles = nil
+	}
+	if len(n.ECR.SharedCredentialsFiles) == 0 {
+		n.ECR.SharedCredentialsFiles = nil
+	}
+	return n
 }
