@@ -48,6 +48,8 @@ type Options struct {
 	// reports true (a pre-registered sandbox-guard is installed, so containerd runs one already)
 	// the plugin does not connect, so that two plugins never gate one node.
 	StandBy func() (bool, string)
+	// StandByRecheck is how often StandBy is asked again while standing by (10 s by default).
+	StandByRecheck time.Duration
 }
 
 // Plugin is the NRI plugin. Its handlers are the methods the stub discovers by interface.
@@ -64,6 +66,9 @@ type admitterBox struct{ Admitter }
 func New(opts Options) *Plugin {
 	if opts.Log == nil {
 		opts.Log = logrus.StandardLogger()
+	}
+	if opts.StandByRecheck <= 0 {
+		opts.StandByRecheck = 10 * time.Second
 	}
 	if opts.Reconnect.Initial == 0 {
 		opts.Reconnect = backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
@@ -159,7 +164,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 					p.opts.Log.Warn("standing by, not gating: " + why)
 				}
 				standingBy = true
-				if !backoff.Sleep(ctx, 10*time.Second) {
+				if !backoff.Sleep(ctx, p.opts.StandByRecheck) {
 					return nil
 				}
 				continue

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -495,4 +496,39 @@ func TestRunReturnsWhenCancelledWhileDisconnected(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Run did not return after cancel while waiting to reconnect")
 	}
+}
+
+// While StandBy says so (a pre-registered sandbox-guard is installed), an external plugin does
+// not connect; once it stops saying so, the plugin connects.
+func TestStandsByWhileToldTo(t *testing.T) {
+	dir, err := os.MkdirTemp("", "sg-nri-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	rt := &fakeRuntime{t: t, dir: dir}
+	rt.start()
+	t.Cleanup(rt.stop)
+
+	var standBy atomic.Bool
+	var asked atomic.Int32
+	standBy.Store(true)
+	p := New(Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10", Log: quietLog(),
+		Reconnect:      backoff.Policy{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond},
+		StandByRecheck: 5 * time.Millisecond,
+		StandBy: func() (bool, string) {
+			asked.Add(1)
+			return standBy.Load(), "test"
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	waitFor(t, "StandBy asked several times", func() bool { return asked.Load() >= 5 })
+	if p.Connects() != 0 {
+		t.Fatalf("connected %d times while standing by", p.Connects())
+	}
+	standBy.Store(false)
+	waitFor(t, "connection once no longer standing by", p.Connected)
+	cancel()
+	<-done
 }
