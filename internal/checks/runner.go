@@ -257,7 +257,13 @@ func (r *Runner) logTransitions(snap *snapshot.Snapshot) {
 // off (up to MaxBackoff) while probes cannot be evaluated or a refresh is expensive.
 func (r *Runner) Run(ctx context.Context) {
 	if len(r.opts.WatchDirs) > 0 {
-		go r.watch(ctx)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.watch(ctx)
+		}()
+		defer wg.Wait() // Run returns only when nothing of it runs any more
 	}
 	b := backoff.New(backoff.Policy{Initial: r.opts.Interval, Max: r.opts.MaxBackoff, Jitter: 0.1})
 	const minGap = 100 * time.Millisecond // kicks never turn into a busy loop
