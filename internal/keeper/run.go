@@ -15,7 +15,12 @@ func (k *Keeper) Run(ctx context.Context) {
 	if len(k.opts.Targets) == 0 {
 		return
 	}
-	go k.watch(ctx)
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		k.watch(ctx)
+	}()
+	defer func() { <-watching }() // Run returns only when its event watcher has too
 	k.enqueueAll()
 	reconcile := time.NewTicker(k.opts.Reconcile)
 	defer reconcile.Stop()
