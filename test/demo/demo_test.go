@@ -7,6 +7,7 @@ package demo
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +56,8 @@ checks:
 	}
 	say("$ crictl runp web-1.json\n%s", excerpt(err.Error()))
 	say("-> kubelet shows this line in the pod's FailedCreatePodSandBox event and retries later, instead of starting a pod that cannot connect.")
+	checkOut, _ := n.NS.Command(env.Plugin, "check", "--config", filepath.Join(n.PluginConfDir, "10-sandbox-guard.conf")).Output()
+	say("$ sandbox-guard check   (what an operator runs first; exit code 1: not ready)\n%s", strings.TrimRight(string(checkOut), "\n"))
 
 	scenario("3. host-network pods (kube-proxy, aws-node) are admitted: they are what makes the network ready")
 	id := n.CRI.MustRunP(harness.Pod{Name: "kube-proxy-abcde", Namespace: "kube-system", HostNetwork: true})
