@@ -18,6 +18,9 @@ func markerConfig(mode string) func(n *harness.Node) string {
 		return fmt.Sprintf(`mode: %s
 %spreset: none
 refresh: {interval: 200ms}
+exempt:
+  namespaces: [trusted-system]
+  podSelector: {matchLabels: {sandbox-guard.io/exempt: "true"}}
 checks:
   - name: marker
     file: {path: %s}
@@ -44,6 +47,14 @@ func TestPreRegisteredGateRejectsUntilCheckPasses(t *testing.T) {
 		// The network pods that make a node ready run on the host network: never gated.
 		id := n.CRI.MustRunP(harness.Pod{Name: "aws-node-x", Namespace: "kube-system", HostNetwork: true})
 		n.CRI.Remove(id)
+		// Exemptions by namespace and by label; a pod matching neither is still gated.
+		id = n.CRI.MustRunP(harness.Pod{Name: "agent", Namespace: "trusted-system"})
+		n.CRI.Remove(id)
+		id = n.CRI.MustRunP(harness.Pod{Name: "labelled", Labels: map[string]string{"sandbox-guard.io/exempt": "true"}})
+		n.CRI.Remove(id)
+		if _, err := n.CRI.RunP(harness.Pod{Name: "other", Labels: map[string]string{"sandbox-guard.io/exempt": "no"}}); err == nil {
+			t.Fatal("a pod matching no exemption was admitted while the check fails")
+		}
 
 		if err := os.WriteFile(filepath.Join(n.Dir, "ready"), nil, 0o644); err != nil {
 			t.Fatal(err)
