@@ -1,801 +1,497 @@
-// Command crictl-lite is a small CRI client that accepts the crictl command lines the
-// end-to-end tests use and prints what crictl v1.36.0 prints for them. The tests run it
-// when no real crictl is available (env CRICTL unset).
-//
-// What is mirrored from crictl (cmd/crictl and k8s.io/cri-client in cri-tools v1.36.0):
-//   - global flags before the subcommand, command flags after it, parsed with the stdlib
-//     flag package exactly like urfave/cli v2 does (including "-qa" short-option splitting);
-//   - /etc/crictl.yaml (or --config / CRI_CONFIG_FILE) and its precedence rules;
-//   - the connection (unix sockets only, 16 MiB messages, a Version or ImageFsInfo call to
-//     validate it) and the per-call timeouts of cri-client;
-//   - output: tables, protojson for "-o json" lists, crictl's {"status", "info"} documents;
-//   - errors: logrus' `level=fatal msg="<wrapped error>"` line and exit status 1, preceded by
-//     cri-client's klog error line where cri-client logs one.
-//
-// The subcommands are in commands.go.
+// Command crictl-lite is the CRI client the end-to-end harness builds when env CRICTL is not
+// set: `crictl-lite [--config FILE] COMMAND [FLAGS] ARGS` for the crictl v1.36.0 commands in
+// the table below, answering like crictl, with the same output, and on failure the same
+// logrus line on stderr (level=fatal msg="run pod sandbox: rpc error: code = ... desc = ...")
+// and exit status 1. FILE is crictl's configuration (default /etc/crictl.yaml); pod and
+// container configurations are read like crictl reads them (sigs.k8s.io/yaml into the CRI v1
+// messages, snake_case names). Each call has cri-client's timeout: the configured one (2s by
+// default), twice that for runp, plus the grace period for stop, none for pull.
 package main
 
 import (
+	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	pb "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"sigs.k8s.io/yaml"
 	yaml3 "sigs.k8s.io/yaml/goyaml.v3"
 )
 
-const (
-	appName           = "crictl"
-	appVersion        = "v1.36.0-lite"
-	defaultTimeout    = 2 * time.Second
-	defaultConfigPath = "/etc/crictl.yaml"
-	maxMsgSize        = 16 << 20 // cri-client's receive limit
-)
-
-var defaultRuntimeEndpoints = []string{
-	"unix:///run/containerd/containerd.sock", "unix:///run/crio/crio.sock", "unix:///var/run/cri-dockerd.sock",
-}
-
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := newApp(ctx, os.Stdout, os.Stderr).run(os.Args[1:])
-
-	stop()
-	os.Exit(code)
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		logrus.Fatal(err) // crictl's report of every error: level=fatal msg="...", exit status 1
+	}
 }
 
-// app holds the output streams and the settings crictl keeps in package variables.
-type app struct {
-	ctx     context.Context
-	out     io.Writer
-	errOut  io.Writer
-	log     *logrus.Logger
-	exePath string // for the crictl.yaml fallback next to the binary
-
-	runtimeEndpoint      string
-	runtimeEndpointIsSet bool
-	imageEndpoint        string
-	imageEndpointIsSet   bool
-	timeout              time.Duration
-	pullImageOnCreate    bool
-	disablePullOnRun     bool
+// client holds the settings, flags and connections of one invocation.
+type client struct {
+	out                    io.Writer
+	runtimeEP, imageEP     string
+	timeout                time.Duration
+	pullOnCreate           bool
+	output, creds, handler string // -o, --creds, -r
+	quiet, noPull          bool   // -q, --no-pull
+	grace                  int64  // stop -t
+	rt                     pb.RuntimeServiceClient
+	img                    pb.ImageServiceClient
+	docs                   []map[string]any // inspect and inspecti output
 }
 
-func newApp(ctx context.Context, out, errOut io.Writer) *app {
-	log := logrus.New()
-	log.Out = errOut
-
-	exe, _ := os.Executable()
-
-	return &app{ctx: ctx, out: out, errOut: errOut, log: log, exePath: exe}
+// command is one crictl command.
+type command struct {
+	usage   string
+	flags   string // the flags it takes
+	nargs   int    // exactly this many arguments, or at least one if -1
+	service string // the service it connects to first: runtime, image or none
+	run     func(c *client, args []string) error
+	each    func(c *client, id string) error // run for every argument in turn, if run is nil
 }
 
-// exitError ends the program with code; msg (if any) is printed to stderr as is (cli.Exit).
-type exitError struct {
-	code int
-	msg  string
+var commands = map[string]command{
+	"info":     {usage: "[-o json|yaml] [-q]", flags: "o output q quiet", service: "runtime", run: info},
+	"version":  {service: "runtime", run: version},
+	"pods":     {usage: "-q", flags: "q quiet", service: "runtime", run: pods},
+	"runp":     {usage: "[-r HANDLER] POD.json", flags: "r runtime", nargs: 1, service: "runtime", run: runp},
+	"stopp":    {usage: "POD-ID...", nargs: -1, service: "runtime", each: stopp},
+	"rmp":      {usage: "POD-ID...", nargs: -1, service: "runtime", each: rmp},
+	"pull":     {usage: "[--creds USER[:PASSWORD]] IMAGE", flags: "creds", nargs: 1, service: "image", run: pull},
+	"inspecti": {usage: "[-o json|yaml] [-q] IMAGE...", flags: "o output q quiet", nargs: -1, service: "image", each: inspecti},
+	"create": {usage: "[--no-pull] [--creds USER[:PASSWORD]] POD-ID CONTAINER.json POD.json", flags: "no-pull creds",
+		nargs: 3, service: "runtime", run: create},
+	"start":   {usage: "ID...", nargs: -1, service: "runtime", each: start},
+	"inspect": {usage: "[-o json|yaml] [-q] ID...", flags: "o output q quiet", nargs: -1, service: "runtime", each: inspect},
+	"stop":    {usage: "[-t SECONDS] ID...", flags: "t timeout", nargs: -1, service: "runtime", each: stop},
+	"rm":      {usage: "ID...", nargs: -1, service: "runtime", each: rm},
 }
 
-func (e *exitError) Error() string { return e.msg }
-
-// errHelpShown: the help text was printed instead of running the command (exit status 0).
-var errHelpShown = errors.New("help shown")
-
-var globalFlags = []flagSpec{
-	{kind: stringFlag, name: "config", aliases: []string{"c"}, value: defaultConfigPath, env: []string{"CRI_CONFIG_FILE"},
-		usage: "Location of the client config file. If not specified and the default does not exist, the program's directory is searched as well"},
-	{kind: stringFlag, name: "runtime-endpoint", aliases: []string{"r"}, env: []string{"CONTAINER_RUNTIME_ENDPOINT"},
-		usage: "Endpoint of CRI container runtime service"},
-	{kind: stringFlag, name: "image-endpoint", aliases: []string{"i"}, env: []string{"IMAGE_SERVICE_ENDPOINT"},
-		usage: "Endpoint of CRI image manager service (default: uses 'runtime-endpoint' setting)"},
-	{kind: durationFlag, name: "timeout", aliases: []string{"t"}, value: defaultTimeout.String(),
-		usage: "Timeout of connecting to the server in seconds (e.g. 2s, 20s.). 0 or less is set to default"},
-	{kind: boolFlag, name: "debug", aliases: []string{"D"}, usage: "Enable debug mode"},
-	// Accepted for command-line compatibility, ignored.
-	{kind: boolFlag, name: "enable-tracing", usage: "Ignored by crictl-lite"},
-	{kind: intFlag, name: "tracing-sampling-rate-per-million", value: "-1", usage: "Ignored by crictl-lite"},
-	{kind: stringFlag, name: "tracing-endpoint", value: "127.0.0.1:4317", usage: "Ignored by crictl-lite"},
-	{kind: stringFlag, name: "profile-cpu", usage: "Ignored by crictl-lite"},
-	{kind: stringFlag, name: "profile-mem", usage: "Ignored by crictl-lite"},
-	{kind: boolFlag, name: "help", aliases: []string{"h"}, usage: "show help"},
-	{kind: boolFlag, name: "version", aliases: []string{"v"}, usage: "print the version"},
-}
-
-// run executes one command line (without the program name) and returns the exit status.
-func (a *app) run(args []string) int {
-	g, err := newFlags(globalFlags, false)
-	if err == nil {
-		err = g.parse(args)
-	}
-
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			a.printAppHelp()
-
-			return 0
-		}
-
-		fmt.Fprintf(a.out, "Incorrect Usage: %v\n\n", err)
-		a.printAppHelp()
-
-		return a.fail(err)
-	}
-
-	switch {
-	case g.Bool("help"):
-		a.printAppHelp()
-
-		return 0
-	case g.Bool("version"):
-		fmt.Fprintf(a.out, "%s version %s\n", appName, appVersion)
-
-		return 0
-	}
-
-	if err := a.configure(g); err != nil {
-		return a.fail(err)
-	}
-
-	rest := g.Args()
-	if len(rest) == 0 {
-		a.printAppHelp()
-
-		return 0
-	}
-
-	if rest[0] == "help" || rest[0] == "h" {
-		if len(rest) > 1 {
-			if cmd := lookupCommand(rest[1]); cmd != nil {
-				a.printCommandHelp(cmd, cmd.allFlags())
-
-				return 0
-			}
-
-			fmt.Fprintf(a.errOut, "No help topic for '%s'\n", rest[1])
-
-			return 3
-		}
-
-		a.printAppHelp()
-
-		return 0
-	}
-
-	cmd := lookupCommand(rest[0])
-	if cmd == nil {
-		fmt.Fprintf(a.errOut, "No help topic for '%s'\n", rest[0])
-
-		return 3
-	}
-
-	return a.fail(a.runCommand(cmd, rest[1:]))
-}
-
-// fail reports err like crictl's logrus.Fatal (or cli.Exit) and returns the exit status.
-func (a *app) fail(err error) int {
-	var exit *exitError
-
-	switch {
-	case err == nil, errors.Is(err, errHelpShown):
-		return 0
-	case errors.As(err, &exit):
-		if exit.msg != "" {
-			fmt.Fprintln(a.errOut, exit.msg)
-		}
-
-		return exit.code
-	}
-
-	a.log.Log(logrus.FatalLevel, err)
-
-	return 1
-}
-
-func (a *app) runCommand(cmd *command, args []string) error {
-	f, err := newFlags(cmd.allFlags(), cmd.shortOpts)
-	if err != nil {
+// run executes one command line (without the program name).
+func run(args []string, out io.Writer) error {
+	g := flag.NewFlagSet("crictl", flag.ContinueOnError)
+	g.SetOutput(io.Discard)
+	config := g.String("config", "", "")
+	g.StringVar(config, "c", "", "")
+	if err := g.Parse(args); err != nil {
 		return err
 	}
-
-	err = f.parse(args)
-	if errors.Is(err, flag.ErrHelp) || (err == nil && f.Bool("help")) {
-		a.printCommandHelp(cmd, cmd.allFlags())
-
-		return errHelpShown
-	}
-
-	if err != nil {
-		fmt.Fprintf(a.out, "Incorrect Usage: %v\n\n", err)
-		a.printCommandHelp(cmd, cmd.allFlags())
-
+	c := &client{out: out, runtimeEP: "unix:///run/containerd/containerd.sock", timeout: 2 * time.Second, output: "json"}
+	if err := c.configure(cmp.Or(*config, "/etc/crictl.yaml"), *config != ""); err != nil {
 		return err
 	}
-
-	return cmd.action(&cmdContext{app: a, cmd: cmd, flags: f})
-}
-
-// configure is crictl's app.Before: it merges the config file with the global flags.
-func (a *app) configure(g *flags) error {
-	if g.Bool("debug") {
-		a.log.SetLevel(logrus.DebugLevel)
+	cmd, ok := commands[g.Arg(0)]
+	if !ok {
+		return fmt.Errorf("usage: crictl [--config FILE] COMMAND [FLAGS] ARGS; crictl-lite has no command %q", g.Arg(0))
 	}
-
-	cfg, err := a.serverConfigFromFile(g.String("config"))
-	if err != nil && g.IsSet("config") {
+	usage := fmt.Errorf("usage: crictl %s %s", g.Arg(0), cmd.usage)
+	fs := flag.NewFlagSet(g.Arg(0), flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	vars := map[string]any{"o": &c.output, "output": &c.output, "q": &c.quiet, "quiet": &c.quiet, "creds": &c.creds,
+		"no-pull": &c.noPull, "r": &c.handler, "runtime": &c.handler, "t": &c.grace, "timeout": &c.grace}
+	for _, name := range strings.Fields(cmd.flags) {
+		switch v := vars[name].(type) {
+		case *string:
+			fs.StringVar(v, name, *v, "")
+		case *bool:
+			fs.BoolVar(v, name, false, "")
+		case *int64:
+			fs.Int64Var(v, name, 0, "")
+		}
+	}
+	if err := fs.Parse(g.Args()[1:]); err != nil {
+		return fmt.Errorf("%w: %w", err, usage)
+	}
+	if n := fs.NArg(); (cmd.nargs < 0 && n == 0) || (cmd.nargs >= 0 && n != cmd.nargs) {
+		return usage
+	}
+	if err := c.connect(cmd.service); err != nil {
 		return err
+	} else if cmd.run != nil {
+		return cmd.run(c, fs.Args())
 	}
-
-	a.runtimeEndpoint = g.String("runtime-endpoint")
-	a.runtimeEndpointIsSet = g.IsSet("runtime-endpoint")
-	a.imageEndpoint = g.String("image-endpoint")
-	a.imageEndpointIsSet = g.IsSet("image-endpoint")
-	a.timeout = g.Duration("timeout")
-
-	if g.IsSet("timeout") && a.timeout <= 0 {
-		a.timeout = defaultTimeout
+	for _, id := range fs.Args() {
+		if err := cmd.each(c, id); err != nil {
+			return err
+		}
 	}
-
-	if cfg == nil {
+	if c.docs == nil {
 		return nil
 	}
+	return c.print(c.docs...)
+}
 
-	// Command-line flags override the config file.
-	if !a.runtimeEndpointIsSet && cfg.runtimeEndpoint != "" {
-		a.runtimeEndpoint, a.runtimeEndpointIsSet = cfg.runtimeEndpoint, true
+// configure reads crictl's configuration file. A missing or broken file is an error only if
+// it was named on the command line, as with crictl.
+func (c *client) configure(path string, explicit bool) error {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		exe, _ := os.Executable()
+		logrus.Warnf("Config %q does not exist, trying next: %q", path, filepath.Join(filepath.Dir(exe), "crictl.yaml"))
+		path = filepath.Join(filepath.Dir(exe), "crictl.yaml")
 	}
-
-	if !a.imageEndpointIsSet && cfg.imageEndpoint != "" {
-		a.imageEndpoint, a.imageEndpointIsSet = cfg.imageEndpoint, true
+	_, err := os.Stat(path) // crictl's error names the stat
+	b, _ := os.ReadFile(path)
+	var doc map[string]string // every scalar as written, like crictl's walk over the YAML nodes
+	if err == nil {
+		err = yaml3.Unmarshal(b, &doc)
 	}
-
-	if !g.IsSet("timeout") && cfg.timeout > 0 {
-		a.timeout = cfg.timeout
+	if err != nil && explicit {
+		return fmt.Errorf("load config file: %w", err)
+	} else if err != nil {
+		return nil
 	}
-
-	if !g.IsSet("debug") && cfg.debug {
-		a.log.SetLevel(logrus.DebugLevel)
+	for k, v := range doc {
+		var n int
+		switch k {
+		case "runtime-endpoint":
+			c.runtimeEP = v
+		case "image-endpoint":
+			c.imageEP = v
+		case "timeout":
+			if n, err = strconv.Atoi(v); n > 0 {
+				c.timeout = time.Duration(n) * time.Second
+			}
+		case "pull-image-on-create":
+			c.pullOnCreate, err = strconv.ParseBool(v)
+		case "debug", "disable-pull-on-run":
+			_, err = strconv.ParseBool(v)
+		default:
+			return fmt.Errorf("load config file: Config option '%s' is not valid", k)
+		}
+		if err != nil {
+			return fmt.Errorf("load config file: parsing config option '%s': %w", k, err)
+		}
 	}
-
-	a.pullImageOnCreate = cfg.pullImageOnCreate
-	a.disablePullOnRun = cfg.disablePullOnRun
-
 	return nil
 }
 
-// serverConfig is the content of crictl.yaml.
-type serverConfig struct {
-	runtimeEndpoint   string
-	imageEndpoint     string
-	timeout           time.Duration
-	debug             bool
-	pullImageOnCreate bool
-	disablePullOnRun  bool
+// connect connects to the runtime or image service (or neither, if service is empty) like
+// cri-client: the connection validated by a Version or ImageFsInfo call.
+func (c *client) connect(service string) error {
+	endpoint, method, req, reply := c.runtimeEP, pb.RuntimeService_Version_FullMethodName, any(&pb.VersionRequest{}), any(&pb.VersionResponse{})
+	if service == "image" {
+		endpoint, method, req, reply = cmp.Or(c.imageEP, c.runtimeEP), pb.ImageService_ImageFsInfo_FullMethodName, &pb.ImageFsInfoRequest{}, &pb.ImageFsInfoResponse{}
+	} else if service == "" {
+		return nil
+	}
+	target := endpoint
+	if !strings.Contains(target, "://") {
+		target = "unix://" + target
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)), grpc.WithUnaryInterceptor(c.deadline))
+	if err != nil {
+		return err
+	} else if err := conn.Invoke(bg, method, req, reply); err != nil {
+		return fmt.Errorf("validate service connection: validate CRI v1 %s API for endpoint %q: %w", service, endpoint, err)
+	}
+	if service == "image" {
+		c.img = pb.NewImageServiceClient(conn)
+	} else {
+		c.rt = pb.NewRuntimeServiceClient(conn)
+	}
+	return nil
 }
 
-// serverConfigFromFile mirrors common.GetServerConfigFromFile: a missing file falls back to
-// crictl.yaml next to the executable (with a warning).
-func (a *app) serverConfigFromFile(path string) (*serverConfig, error) {
-	if _, err := os.Stat(path); err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("load config file: %w", err)
-		}
-
-		next := filepath.Join(filepath.Dir(a.exePath), "crictl.yaml")
-		a.log.Warnf("Config %q does not exist, trying next: %q", path, next)
-
-		if _, err := os.Stat(next); err != nil {
-			return nil, fmt.Errorf("load config file: %w", err)
-		}
-
-		path = next
+// deadline gives each call cri-client's timeout.
+func (c *client) deadline(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	timeout := c.timeout
+	switch r := req.(type) {
+	case *pb.RunPodSandboxRequest:
+		timeout *= 2
+	case *pb.StopContainerRequest:
+		timeout += time.Duration(r.GetTimeout()) * time.Second
+	case *pb.PullImageRequest:
+		return invoke(ctx, method, req, reply, cc, opts...)
 	}
-
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("load config file: %w", err)
-	}
-
-	cfg, err := parseServerConfig(data)
-	if err != nil {
-		return nil, fmt.Errorf("load config file: %w", err)
-	}
-
-	return cfg, nil
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return invoke(ctx, method, req, reply, cc, opts...)
 }
 
-// parseServerConfig mirrors common.ReadConfig: a flat YAML mapping of known keys, the
-// timeout in whole seconds; unknown keys are an error.
-func parseServerConfig(data []byte) (*serverConfig, error) {
-	var root yaml3.Node
-	if err := yaml3.Unmarshal(data, &root); err != nil {
-		return nil, err
+var bg = context.Background()
+
+func info(c *client, _ []string) error {
+	r, err := c.rt.Status(bg, &pb.StatusRequest{Verbose: !c.quiet})
+	if err != nil {
+		return fmt.Errorf("getting status of runtime: %w", err)
 	}
-
-	cfg := &serverConfig{}
-	if len(root.Content) == 0 || root.Content[0].Content == nil {
-		return cfg, nil
-	}
-
-	kv := root.Content[0].Content
-	for i := 0; i < len(kv)-1; i += 2 {
-		name, value := kv[i].Value, kv[i+1].Value
-
-		var err error
-
-		switch name {
-		case "runtime-endpoint":
-			cfg.runtimeEndpoint = value
-		case "image-endpoint":
-			cfg.imageEndpoint = value
-		case "timeout":
-			var secs int
-
-			secs, err = strconv.Atoi(value)
-			cfg.timeout = time.Duration(secs) * time.Second
-		case "debug":
-			cfg.debug, err = strconv.ParseBool(value)
-		case "pull-image-on-create":
-			cfg.pullImageOnCreate, err = strconv.ParseBool(value)
-		case "disable-pull-on-run":
-			cfg.disablePullOnRun, err = strconv.ParseBool(value)
-		default:
-			return nil, fmt.Errorf("Config option '%s' is not valid", name) //nolint:stylecheck // crictl's text
-		}
-
-		if err != nil {
-			return nil, fmt.Errorf("parsing config option '%s': %w", name, err)
+	doc := statusDoc(r.GetStatus(), r.GetInfo())
+	// crictl encodes these two with encoding/json (snake_case names), not protojson.
+	for k, v := range map[string]any{"runtimeHandlers": r.GetRuntimeHandlers(), "features": r.GetFeatures()} {
+		var val any
+		if b, err := json.Marshal(v); err == nil && json.Unmarshal(b, &val) == nil && val != nil {
+			doc[k] = val
 		}
 	}
-
-	return cfg, nil
+	return c.print(doc)
 }
 
-// --- connections (k8s.io/cri-client) ---
-
-// dialCRI connects to a CRI endpoint the way cri-client does. Only unix sockets are supported.
-func dialCRI(endpoint string) (*grpc.ClientConn, error) {
-	addr, err := socketPath(endpoint)
+func version(c *client, _ []string) error {
+	r, err := c.rt.Version(bg, &pb.VersionRequest{Version: "v1"})
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("getting the runtime version: %w", err)
 	}
-
-	params := grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: 5 * time.Second}
-	params.Backoff.BaseDelay = 100 * time.Millisecond
-	params.Backoff.MaxDelay = 3 * time.Second
-
-	return grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithAuthority("localhost"),
-		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", addr)
-		}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize)),
-		grpc.WithConnectParams(params),
-	)
+	_, err = fmt.Fprintf(c.out, "Version:  %s\nRuntimeName:  %s\nRuntimeVersion:  %s\nRuntimeApiVersion:  %s\n",
+		r.GetVersion(), r.GetRuntimeName(), r.GetRuntimeVersion(), r.GetRuntimeApiVersion())
+	return err
 }
 
-// socketPath mirrors cri-client's GetAddressAndDialer: "unix:///path", or a bare path.
-func socketPath(endpoint string) (string, error) {
-	proto, addr, err := parseEndpoint(endpoint)
-	if err != nil && proto == "" {
-		proto, addr, err = parseEndpoint("unix://" + endpoint)
+func pods(c *client, _ []string) error {
+	if !c.quiet {
+		return errors.New("crictl-lite lists pods only with -q")
 	}
-
+	r, err := c.rt.ListPodSandbox(bg, &pb.ListPodSandboxRequest{Filter: &pb.PodSandboxFilter{}})
 	if err != nil {
+		return fmt.Errorf("list pod sandboxes: call list sandboxes RPC: %w", err)
+	}
+	items := r.GetItems() // newest first, as crictl lists them
+	slices.SortStableFunc(items, func(a, b *pb.PodSandbox) int { return cmp.Compare(b.GetCreatedAt(), a.GetCreatedAt()) })
+	for _, p := range items {
+		fmt.Fprintln(c.out, p.GetId())
+	}
+	return nil
+}
+
+func runp(c *client, args []string) error {
+	cfg, err := loadPodConfig(args[0])
+	if err != nil {
+		return fmt.Errorf("load podSandboxConfig: %w", err)
+	}
+	r, err := c.rt.RunPodSandbox(bg, &pb.RunPodSandboxRequest{Config: cfg, RuntimeHandler: c.handler})
+	return c.done(err, r.GetPodSandboxId(), "run pod sandbox: %w")
+}
+
+func stopp(c *client, id string) error {
+	_, err := c.rt.StopPodSandbox(bg, &pb.StopPodSandboxRequest{PodSandboxId: id})
+	return c.done(err, "Stopped sandbox "+id, "stopping the pod sandbox %q: %w", id)
+}
+
+func rmp(c *client, id string) error {
+	st, err := c.rt.PodSandboxStatus(bg, &pb.PodSandboxStatusRequest{PodSandboxId: id})
+	if err != nil {
+		return fmt.Errorf("getting sandbox status of pod %q: %w", id, err)
+	}
+	if st.GetStatus().GetState() == pb.PodSandboxState_SANDBOX_READY {
+		return fmt.Errorf("pod sandbox %q is running, please stop it first", id)
+	}
+	_, err = c.rt.RemovePodSandbox(bg, &pb.RemovePodSandboxRequest{PodSandboxId: id})
+	return c.done(err, "Removed sandbox "+id, "removing the pod sandbox %q: %w", id)
+}
+
+func pull(c *client, args []string) error {
+	ref, err := c.pull(args[0], nil)
+	return c.done(err, "Image is up to date for "+ref, "pulling image: %w")
+}
+
+// pull pulls an image with the --creds credentials and returns its reference. As in
+// cri-client, an Unknown gRPC status is reduced to its message.
+func (c *client) pull(image string, pod *pb.PodSandboxConfig) (string, error) {
+	var auth *pb.AuthConfig
+	if creds := cmp.Or(c.creds, os.Getenv("CRICTL_CREDS")); creds != "" {
+		user, password, _ := strings.Cut(creds, ":")
+		auth = &pb.AuthConfig{Username: user, Password: password}
+	}
+	r, err := c.img.PullImage(bg, &pb.PullImageRequest{Image: &pb.ImageSpec{Image: image}, Auth: auth, SandboxConfig: pod})
+	if s, ok := status.FromError(err); err != nil && ok && s.Code() == codes.Unknown {
+		return "", errors.New(s.Message())
+	} else if err != nil {
 		return "", err
 	}
-
-	if proto != "unix" {
-		return "", errors.New("only support unix socket endpoint")
+	if r.GetImageRef() == "" {
+		return "", fmt.Errorf("imageRef of image %q is not set", image)
 	}
-
-	return addr, nil
+	return r.GetImageRef(), nil
 }
 
-func parseEndpoint(endpoint string) (proto, addr string, err error) {
-	u, err := url.Parse(endpoint)
+func inspecti(c *client, name string) error {
+	r, err := c.img.ImageStatus(bg, &pb.ImageStatusRequest{Image: &pb.ImageSpec{Image: name}, Verbose: !c.quiet})
 	if err != nil {
-		return "", "", err
+		return fmt.Errorf("image status for %q request: %w", name, err)
 	}
-
-	switch u.Scheme {
-	case "tcp":
-		return "tcp", u.Host, nil
-	case "unix":
-		return "unix", u.Path, nil
-	case "":
-		return "", "", fmt.Errorf("using %q as endpoint is deprecated, please consider using full url format", endpoint)
-	default:
-		return u.Scheme, "", fmt.Errorf("protocol %q not supported", u.Scheme)
+	if r.GetImage() == nil {
+		return fmt.Errorf("no such image %q present", name)
 	}
-}
-
-// runtimeService returns a validated runtime client; timeout (if not 0) replaces --timeout,
-// as crictl's --cancel-timeout does.
-func (a *app) runtimeService(timeout time.Duration) (*runtimeClient, error) {
-	if a.runtimeEndpointIsSet && a.runtimeEndpoint == "" {
-		return nil, errors.New("--runtime-endpoint is not set")
-	}
-
-	t := a.timeout
-	if timeout != 0 {
-		t = timeout
-	}
-
-	if a.runtimeEndpointIsSet {
-		return a.newRuntimeClient(a.runtimeEndpoint, t)
-	}
-
-	a.log.Warnf("runtime connect using default endpoints: %v. "+
-		"As the default settings are now deprecated, you should set the endpoint instead.", defaultRuntimeEndpoints)
-
-	var (
-		rc  *runtimeClient
-		err error
-	)
-
-	for _, ep := range defaultRuntimeEndpoints {
-		if rc, err = a.newRuntimeClient(ep, t); err == nil {
-			return rc, nil
-		}
-
-		a.log.Error(err)
-	}
-
-	return rc, err
-}
-
-// imageService returns a validated image client (image endpoint defaults to the runtime one).
-func (a *app) imageService() (*imageClient, error) {
-	if a.imageEndpoint == "" {
-		if a.runtimeEndpointIsSet && a.runtimeEndpoint == "" {
-			return nil, errors.New("--image-endpoint is not set")
-		}
-
-		a.imageEndpoint, a.imageEndpointIsSet = a.runtimeEndpoint, a.runtimeEndpointIsSet
-	}
-
-	if a.imageEndpointIsSet {
-		return a.newImageClient(a.imageEndpoint, a.timeout)
-	}
-
-	a.log.Warnf("Image connect using default endpoints: %v. "+
-		"As the default settings are now deprecated, you should set the endpoint instead.", defaultRuntimeEndpoints)
-
-	var (
-		ic  *imageClient
-		err error
-	)
-
-	for _, ep := range defaultRuntimeEndpoints {
-		if ic, err = a.newImageClient(ep, a.timeout); err == nil {
-			return ic, nil
-		}
-
-		a.log.Error(err)
-	}
-
-	return ic, err
-}
-
-// klogError prints the error line cri-client logs through klog before returning an RPC
-// error; site is cri-client's file:line in cri-tools v1.36.0.
-func (a *app) klogError(site, msg string, err error, kv ...string) {
-	now := time.Now()
-
-	var b strings.Builder
-
-	fmt.Fprintf(&b, "E%02d%02d %02d:%02d:%02d.%06d %7d %s] %s", now.Month(), now.Day(),
-		now.Hour(), now.Minute(), now.Second(), now.Nanosecond()/1000, os.Getpid(), site, strconv.Quote(msg))
-	b.WriteString(" err")
-	writeKlogValue(&b, err.Error())
-
-	for i := 0; i+1 < len(kv); i += 2 {
-		b.WriteString(" " + kv[i])
-		writeKlogValue(&b, kv[i+1])
-	}
-
-	b.WriteByte('\n')
-	io.WriteString(a.errOut, b.String()) //nolint:errcheck // best effort, like klog
-}
-
-// writeKlogValue writes "=value" the way klog's serializer does.
-func writeKlogValue(b *strings.Builder, v string) {
-	if !strings.Contains(v, "\n") {
-		b.WriteString("=" + strconv.Quote(v))
-
-		return
-	}
-
-	b.WriteString("=<\n")
-
-	lines := strings.SplitAfter(v, "\n")
-	for _, l := range lines {
-		if l != "" {
-			b.WriteString("\t" + l)
-		}
-	}
-
-	if !strings.HasSuffix(v, "\n") {
-		b.WriteString("\n")
-	}
-
-	b.WriteString(" >")
-}
-
-// interruptible runs an RPC and reports an abort by SIGINT/SIGTERM (the only cancellation
-// that is not a deadline) the way crictl's InterruptableRPC does.
-func interruptible[T any](ctx context.Context, call func(context.Context) (T, error)) (T, error) {
-	res, err := call(ctx)
-	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
-		return res, fmt.Errorf("interrupted: %w", ctx.Err())
-	}
-
-	return res, err
-}
-
-// --- flags (urfave/cli v2 semantics on top of the stdlib flag package) ---
-
-type flagKind int
-
-const (
-	boolFlag flagKind = iota
-	stringFlag
-	durationFlag
-	intFlag
-	sliceFlag // repeatable, each value split at commas
-)
-
-type flagSpec struct {
-	kind    flagKind
-	name    string
-	aliases []string
-	value   string // default, as text
-	env     []string
-	usage   string
-}
-
-type flags struct {
-	fs        *flag.FlagSet
-	canonical map[string]string // name or alias -> name
-	envSet    map[string]bool
-	shortOpts bool // urfave's UseShortOptionHandling: "-qa" means "-q -a"
-}
-
-func newFlags(specs []flagSpec, shortOpts bool) (*flags, error) {
-	f := &flags{
-		fs:        flag.NewFlagSet(appName, flag.ContinueOnError),
-		canonical: map[string]string{},
-		envSet:    map[string]bool{},
-		shortOpts: shortOpts,
-	}
-	f.fs.SetOutput(io.Discard)
-	f.fs.Usage = func() {}
-
-	for _, s := range specs {
-		var v flag.Value
-
-		switch s.kind {
-		case boolFlag:
-			f.fs.Bool(s.name, s.value == "true", s.usage)
-		case stringFlag:
-			f.fs.String(s.name, s.value, s.usage)
-		case durationFlag:
-			d, _ := time.ParseDuration(s.value)
-			f.fs.Duration(s.name, d, s.usage)
-		case intFlag:
-			i, _ := strconv.ParseInt(s.value, 0, 64)
-			f.fs.Int64(s.name, i, s.usage)
-		case sliceFlag:
-			f.fs.Var(&sliceValue{}, s.name, s.usage)
-		}
-
-		v = f.fs.Lookup(s.name).Value
-		f.canonical[s.name] = s.name
-
-		for _, al := range s.aliases {
-			f.fs.Var(v, al, s.usage)
-			f.canonical[al] = s.name
-		}
-
-		for _, env := range s.env {
-			val, ok := os.LookupEnv(env)
-			if !ok {
-				continue
-			}
-
-			if sv, isSlice := v.(*sliceValue); isSlice {
-				sv.setEnv(val)
-			} else if err := v.Set(val); err != nil {
-				return nil, fmt.Errorf("could not parse %q as %s value from environment variable %q for flag %s: %w",
-					val, kindName(s.kind), env, s.name, err)
-			}
-
-			f.envSet[s.name] = true
-
-			break
-		}
-	}
-
-	return f, nil
-}
-
-func kindName(k flagKind) string {
-	return [...]string{"bool", "string", "duration", "int", "slice"}[k]
-}
-
-// parse mirrors urfave/cli's parseIter: on "flag provided but not defined: -xy", when every
-// letter is a defined flag, the argument is split into "-x -y" and parsing continues.
-func (f *flags) parse(args []string) error {
-	for {
-		err := f.fs.Parse(args)
-		if err == nil || !f.shortOpts {
-			return err
-		}
-
-		name, found := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
-		if !found {
-			return err
-		}
-
-		i := slices.IndexFunc(args, func(a string) bool { return strings.TrimLeft(a, "-") == name })
-		if i < 0 {
-			return err
-		}
-
-		split := f.splitShortOptions(args[i])
-		if len(split) == 1 {
-			return err
-		}
-
-		args = append(split, args[i+1:]...)
-	}
-}
-
-func (f *flags) splitShortOptions(arg string) []string {
-	if !strings.HasPrefix(arg, "-") || strings.HasPrefix(arg, "--") || len(arg) <= 2 {
-		return []string{arg}
-	}
-
-	out := make([]string, 0, len(arg)-1)
-
-	for _, c := range arg[1:] {
-		if f.fs.Lookup(string(c)) == nil {
-			return []string{arg}
-		}
-
-		out = append(out, "-"+string(c))
-	}
-
-	return out
-}
-
-// Args returns the positional arguments (everything from the first non-flag argument on).
-func (f *flags) Args() []string { return f.fs.Args() }
-
-// IsSet reports whether a flag (by name or alias) was given on the command line or by env.
-func (f *flags) IsSet(name string) bool {
-	name = f.canonical[name]
-	set := f.envSet[name]
-
-	f.fs.Visit(func(fl *flag.Flag) {
-		if f.canonical[fl.Name] == name {
-			set = true
-		}
-	})
-
-	return set
-}
-
-func (f *flags) get(name string) any {
-	fl := f.fs.Lookup(name)
-	if fl == nil {
-		panic("crictl-lite: undefined flag " + name)
-	}
-
-	return fl.Value.(flag.Getter).Get()
-}
-
-func (f *flags) Bool(name string) bool              { return f.get(name).(bool) }
-func (f *flags) String(name string) string          { return f.get(name).(string) }
-func (f *flags) Duration(name string) time.Duration { return f.get(name).(time.Duration) }
-func (f *flags) Int(name string) int64              { return f.get(name).(int64) }
-func (f *flags) StringSlice(name string) []string   { return f.get(name).([]string) }
-
-// sliceValue is urfave's StringSlice: values are split at commas; the first value given on
-// the command line replaces one taken from the environment.
-type sliceValue struct {
-	values  []string
-	fromEnv bool
-}
-
-func (s *sliceValue) setEnv(v string) {
-	_ = s.Set(v)
-	s.fromEnv = true
-}
-
-func (s *sliceValue) Set(v string) error {
-	if s.fromEnv {
-		s.values, s.fromEnv = nil, false
-	}
-
-	for _, part := range strings.Split(v, ",") {
-		s.values = append(s.values, strings.TrimSpace(part))
-	}
-
+	c.docs = append(c.docs, statusDoc(r.GetImage(), r.GetInfo()))
 	return nil
 }
 
-func (s *sliceValue) String() string { return strings.Join(s.values, ",") }
-func (s *sliceValue) Get() any       { return s.values }
-
-// --- help ---
-
-func (a *app) printAppHelp() {
-	fmt.Fprintf(a.out, "NAME:\n   %s - client for CRI (crictl-lite, a subset of crictl v1.36.0)\n\n", appName)
-	fmt.Fprintf(a.out, "USAGE:\n   %s [global options] command [command options]\n\nCOMMANDS:\n", appName)
-
-	w := tabwriter.NewWriter(a.out, 0, 8, 2, ' ', 0)
-	for _, c := range commands {
-		fmt.Fprintf(w, "   %s\t%s\n", strings.Join(append([]string{c.name}, c.aliases...), ", "), c.usage)
+// create creates a container as crictl does, pulling its image first if pull-image-on-create
+// is set and --no-pull is not.
+func create(c *client, args []string) error {
+	cfg, pod, err := loadContainerConfig(args[1], args[2])
+	if err == nil && c.pullOnCreate && !c.noPull {
+		if err := c.connect("image"); err != nil {
+			return err
+		}
+		logrus.Infof("Pulling container image: %s", cfg.Image.Image)
+		_, err = c.pull(cfg.Image.Image, pod)
 	}
-
-	w.Flush()
-	fmt.Fprint(a.out, "\nGLOBAL OPTIONS:\n")
-	printFlags(a.out, globalFlags)
+	var r *pb.CreateContainerResponse
+	if err == nil {
+		r, err = c.rt.CreateContainer(bg, &pb.CreateContainerRequest{PodSandboxId: args[0], Config: cfg, SandboxConfig: pod})
+	}
+	return c.done(err, r.GetContainerId(), "creating container: %w")
 }
 
-func (a *app) printCommandHelp(cmd *command, specs []flagSpec) {
-	fmt.Fprintf(a.out, "NAME:\n   %s %s - %s\n\nUSAGE:\n   %s %s [command options] %s\n\nOPTIONS:\n",
-		appName, cmd.name, cmd.usage, appName, cmd.name, cmd.argsUsage)
-	printFlags(a.out, specs)
+// loadContainerConfig reads a container's and its pod's configurations and checks them like
+// crictl does.
+func loadContainerConfig(ctrFile, podFile string) (*pb.ContainerConfig, *pb.PodSandboxConfig, error) {
+	cfg := &pb.ContainerConfig{}
+	if err := readConfig(ctrFile, cfg); err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case cfg.GetMetadata() == nil:
+		return nil, nil, errors.New("metadata is not set")
+	case cfg.GetMetadata().GetName() == "":
+		return nil, nil, fmt.Errorf("name is not in metadata %q", cfg.GetMetadata())
+	case cfg.GetImage() == nil:
+		return nil, nil, errors.New("image is not set")
+	case cfg.GetImage().GetImage() == "":
+		return nil, nil, fmt.Errorf("image field is not set in image %q", cfg.GetImage())
+	}
+	cfg.Image.UserSpecifiedImage = cmp.Or(cfg.Image.UserSpecifiedImage, cfg.Image.Image)
+	pod, err := loadPodConfig(podFile)
+	return cfg, pod, err
 }
 
-func printFlags(out io.Writer, specs []flagSpec) {
-	w := tabwriter.NewWriter(out, 0, 8, 2, ' ', 0)
+func start(c *client, id string) error {
+	_, err := c.rt.StartContainer(bg, &pb.StartContainerRequest{ContainerId: id})
+	return c.done(err, id, "starting the container %q: %w", id)
+}
 
-	for _, s := range specs {
-		names := make([]string, 0, 1+len(s.aliases))
-		for _, n := range append([]string{s.name}, s.aliases...) {
-			dash, arg := "--", ""
-			if len(n) == 1 {
-				dash = "-"
-			}
-
-			if s.kind != boolFlag {
-				arg = " value"
-			}
-
-			names = append(names, dash+n+arg)
-		}
-
-		usage := s.usage
-		if s.value != "" && s.kind != boolFlag {
-			usage += fmt.Sprintf(" (default: %q)", s.value)
-		}
-
-		if len(s.env) > 0 {
-			usage += " [$" + strings.Join(s.env, ", $") + "]"
-		}
-
-		fmt.Fprintf(w, "   %s\t%s\n", strings.Join(names, ", "), usage)
+func inspect(c *client, id string) error {
+	r, err := c.rt.ContainerStatus(bg, &pb.ContainerStatusRequest{ContainerId: id, Verbose: !c.quiet})
+	if err != nil {
+		return fmt.Errorf("get the status of containers: get container status: %w", err)
 	}
+	// crictl lists every field of the status, unset messages as null, and shows the times as
+	// RFC 3339 text, those not reached yet as the zero time.
+	doc := statusDoc(r.GetStatus(), r.GetInfo())
+	cs, st := r.GetStatus(), doc["status"].(map[string]any)
+	for fields, i := cs.ProtoReflect().Descriptor().Fields(), 0; i < fields.Len(); i++ {
+		st[fields.Get(i).JSONName()] = st[fields.Get(i).JSONName()]
+	}
+	var started, finished time.Time
+	if cs.GetState() != pb.ContainerState_CONTAINER_CREATED {
+		started = time.Unix(0, cs.GetStartedAt())
+	}
+	if cs.GetState() == pb.ContainerState_CONTAINER_EXITED || (cs.GetState() == pb.ContainerState_CONTAINER_UNKNOWN && cs.GetFinishedAt() > 0) {
+		finished = time.Unix(0, cs.GetFinishedAt())
+	}
+	st["createdAt"] = time.Unix(0, cs.GetCreatedAt()).Format(time.RFC3339Nano)
+	st["startedAt"] = started.Format(time.RFC3339Nano)
+	st["finishedAt"] = finished.Format(time.RFC3339Nano)
+	c.docs = append(c.docs, doc)
+	return nil
+}
 
-	w.Flush()
+func stop(c *client, id string) error {
+	_, err := c.rt.StopContainer(bg, &pb.StopContainerRequest{ContainerId: id, Timeout: c.grace})
+	return c.done(err, id, "stopping the container %q: %w", id)
+}
+
+func rm(c *client, id string) error {
+	st, err := c.rt.ContainerStatus(bg, &pb.ContainerStatusRequest{ContainerId: id})
+	if err != nil {
+		return fmt.Errorf("getting container status %q: %w", id, err)
+	}
+	if st.GetStatus().GetState() == pb.ContainerState_CONTAINER_RUNNING {
+		return fmt.Errorf("container %q is running, please stop it first", id)
+	}
+	_, err = c.rt.RemoveContainer(bg, &pb.RemoveContainerRequest{ContainerId: id})
+	return c.done(err, id, "removing container %q: %w", id) // (crictl removes the log file too)
+}
+
+// done ends a command: err wrapped by format (with args before err) if there is one, else
+// line printed.
+func (c *client) done(err error, line, format string, args ...any) error {
+	if err != nil {
+		return fmt.Errorf(format, append(args, err)...)
+	}
+	_, err = fmt.Fprintln(c.out, line)
+	return err
+}
+
+// loadPodConfig reads a pod sandbox configuration and checks it like crictl does.
+func loadPodConfig(path string) (*pb.PodSandboxConfig, error) {
+	cfg := &pb.PodSandboxConfig{}
+	if err := readConfig(path, cfg); err != nil {
+		return nil, err
+	}
+	if cfg.GetMetadata() == nil {
+		return nil, errors.New("metadata is not set")
+	}
+	if cfg.Metadata.Uid == "" {
+		cfg.Metadata.Uid = rand.Text() // crictl makes up a UUID
+	}
+	if cfg.Metadata.Name == "" || cfg.Metadata.Namespace == "" {
+		return nil, fmt.Errorf("name or namespace is not in metadata %q", cfg.GetMetadata())
+	}
+	if cfg.GetLinux() != nil && cfg.GetLinux().GetCgroupParent() == "" {
+		logrus.Warn("cgroup_parent is not set. Use `runtime-config` to get the runtime cgroup driver")
+	}
+	return cfg, nil
+}
+
+// readConfig decodes a JSON or YAML file into a CRI message with sigs.k8s.io/yaml, so with the
+// messages' snake_case JSON names, as crictl does.
+func readConfig(path string, into any) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("config at %s not found", path)
+	} else if err != nil {
+		return err
+	}
+	return yaml.Unmarshal(b, into)
+}
+
+// statusDoc is crictl's document for one status: {"status": <protojson of the message, with
+// default values>, <each verbose info key>: <its JSON object, or its text unquoted>}.
+func statusDoc(msg proto.Message, info map[string]string) map[string]any {
+	var st map[string]any
+	b, _ := protojson.MarshalOptions{EmitDefaultValues: true}.Marshal(msg) // cannot fail for CRI messages
+	_ = json.Unmarshal(b, &st)
+	doc := map[string]any{"status": st}
+	for k, v := range info {
+		var obj map[string]any
+		if doc[k] = strings.Trim(v, `"`); strings.HasPrefix(v, "{") && json.Unmarshal([]byte(v), &obj) == nil {
+			doc[k] = obj
+		}
+	}
+	return doc
+}
+
+// print writes status documents as crictl does: one alone, several as an array, keys sorted,
+// indented by two spaces (or as YAML).
+func (c *client) print(docs ...map[string]any) error {
+	var v any = docs
+	if len(docs) == 1 {
+		v = docs[0]
+	}
+	b, err := json.MarshalIndent(v, "", "  ") // cannot fail: the documents came from JSON
+	if c.output == "yaml" {
+		b, err = yaml.JSONToYAML(b)
+	} else if c.output != "json" {
+		return fmt.Errorf("unsupported format: %q", c.output)
+	}
+	fmt.Fprintln(c.out, string(b))
+	return err
 }

@@ -150,17 +150,10 @@ type Container struct {
 }
 
 // RunContainer creates and starts a container; it is stopped and removed, with its pod, when
-// the test ends. It needs real crictl (the project's crictl-lite has no create/start).
+// the test ends.
 func (n *Node) RunContainer(spec ContainerSpec) *Container {
 	t := n.t
 	t.Helper()
-	if filepath.Base(n.Env.Crictl) == "crictl-lite" {
-		msg := "running a container needs real crictl (set CRICTL; crictl-lite has no start)"
-		if Required() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
 	id := randomID()
 	dir := filepath.Join(n.Dir, "containers", spec.Name+"-"+id)
 	must(t, os.MkdirAll(dir, 0o755))
