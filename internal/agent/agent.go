@@ -126,7 +126,7 @@ func (a *Agent) Stop() {
 // inspected, not repaired.
 func (a *Agent) CheckNow(ctx context.Context) *snapshot.Snapshot {
 	if a.cfg.SandboxImage != "" || len(a.cfg.PinImages) > 0 {
-		if k, err := a.buildKeeper(ctx); err != nil {
+		if k, info, err := a.buildKeeper(ctx); err != nil {
 			a.log.WithError(err).Error("cannot resolve the images to keep")
 		} else {
 			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -134,7 +134,6 @@ func (a *Agent) CheckNow(ctx context.Context) *snapshot.Snapshot {
 			cancel()
 			a.keeper.Store(k)
 			if a.cfg.ECR.CredentialBridge {
-				info, _ := readContainerdConfig(a.cfg)
 				p := a.planBridge(info, k.Targets())
 				a.bridge.Store(&bridgeRun{plan: p, b: &bridge.Bridge{Dir: p.dir, Hosts: p.hosts}})
 			}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/sandbox-guard/sandbox-guard/internal/bridge"
 	"github.com/sandbox-guard/sandbox-guard/internal/checks"
-	"github.com/sandbox-guard/sandbox-guard/internal/containerd"
 	"github.com/sandbox-guard/sandbox-guard/internal/containerdconfig"
 	"github.com/sandbox-guard/sandbox-guard/internal/ecr"
 	"github.com/sandbox-guard/sandbox-guard/internal/keeper"
@@ -42,11 +41,7 @@ func (a *Agent) planBridge(info *containerdconfig.Info, targets []keeper.Target)
 			p.hosts = append(p.hosts, h)
 		}
 	}
-	dirs := containerd.SplitHostsDirs(a.cfg.Containerd.RegistryConfigPath)
-	if len(dirs) == 0 && info != nil {
-		dirs = info.RegistryConfigDirs
-	}
-	if len(dirs) > 0 {
+	if dirs := a.hostsDirs(info); len(dirs) > 0 {
 		p.dir = dirs[0]
 	}
 	p.effective, p.why, p.fix = containerdconfig.BridgeEffective(info)

@@ -48,24 +48,21 @@ func readContainerdConfig(cfg *config.Config) (*containerdconfig.Info, error) {
 
 // buildKeeper resolves the images to keep and builds a keeper for them. It reads files and may
 // ask the instance metadata service, so it runs in the background, never in Configure.
-func (a *Agent) buildKeeper(ctx context.Context) (*keeper.Keeper, error) {
+// It also returns containerd's configuration, which the credential bridge needs too.
+func (a *Agent) buildKeeper(ctx context.Context) (*keeper.Keeper, *containerdconfig.Info, error) {
 	info, err := readContainerdConfig(a.cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	res, err := keeper.ResolveTargets(ctx, a.cfg, info, func(ctx context.Context) (string, error) { return ecr.NodeRegion(ctx, nil) })
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, n := range res.Notes {
 		a.log.Info(n)
 	}
-	hostsDirs := containerd.SplitHostsDirs(a.cfg.Containerd.RegistryConfigPath)
-	if len(hostsDirs) == 0 && info != nil {
-		hostsDirs = info.RegistryConfigDirs
-	}
 	images := containerd.New(containerd.Options{Address: a.cfg.Containerd.Address, Namespace: a.cfg.Containerd.Namespace,
-		Snapshotter: a.cfg.Containerd.Snapshotter, HostsDirs: hostsDirs})
+		Snapshotter: a.cfg.Containerd.Snapshotter, HostsDirs: a.hostsDirs(info)})
 	a.mu.Lock()
 	a.images = images
 	a.mu.Unlock()
@@ -80,7 +77,19 @@ func (a *Agent) buildKeeper(ctx context.Context) (*keeper.Keeper, error) {
 	if a.cfg.Keeper.LocalCopy {
 		opts.LocalCopies = &keeper.LocalCopies{Dir: a.cfg.StateDir}
 	}
-	return keeper.New(images, opts), nil
+	return keeper.New(images, opts), info, nil
+}
+
+// hostsDirs is where containerd reads hosts.toml: the configured override, else containerd's own
+// registry config_path, in the order containerd tries them.
+func (a *Agent) hostsDirs(info *containerdconfig.Info) []string {
+	if dirs := containerd.SplitHostsDirs(a.cfg.Containerd.RegistryConfigPath); len(dirs) > 0 {
+		return dirs
+	}
+	if info != nil {
+		return info.RegistryConfigDirs
+	}
+	return nil
 }
 
 func (a *Agent) containerdClient() *containerd.Client {
@@ -93,8 +102,9 @@ func (a *Agent) containerdClient() *containerd.Client {
 func (a *Agent) runImages(ctx context.Context) {
 	a.bridgeRunning.Store(true)
 	var k *keeper.Keeper
+	var info *containerdconfig.Info
 	err := backoff.Retry(ctx, backoff.Policy{Initial: time.Second, Max: time.Minute, Jitter: 0.2}, func(ctx context.Context) (err error) {
-		k, err = a.buildKeeper(ctx)
+		k, info, err = a.buildKeeper(ctx)
 		return err
 	}, func(err error, next time.Duration) {
 		a.log.WithError(err).WithField("retry_in", next.Round(time.Millisecond).String()).Error("image keeper cannot start")
@@ -107,7 +117,6 @@ func (a *Agent) runImages(ctx context.Context) {
 		return
 	}
 	a.runner.Kick() // show the images in the snapshot at once
-	info, _ := readContainerdConfig(a.cfg)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -119,7 +128,7 @@ func (a *Agent) runImages(ctx context.Context) {
 
 // EnsureImages ensures every configured image once (the `ensure` command).
 func (a *Agent) EnsureImages(ctx context.Context) ([]keeper.Status, error) {
-	k, err := a.buildKeeper(ctx)
+	k, _, err := a.buildKeeper(ctx)
 	if err != nil {
 		return nil, err
 	}

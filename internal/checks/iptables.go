@@ -3,6 +3,7 @@ package checks
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -105,7 +106,7 @@ func (p IptablesProber) probe(ctx context.Context, fresh bool) Outcome {
 	if p.Chain != "" {
 		var exists bool
 		if names != nil || b == iptables.Legacy {
-			exists = contains(names, p.Chain)
+			exists = slices.Contains(names, p.Chain)
 		} else {
 			var err error
 			if exists, err = p.Reader.ChainExists(ctx, b, p.Family, p.Table, p.Chain); err != nil {
@@ -133,13 +134,4 @@ func (p IptablesProber) probe(ctx context.Context, fresh bool) Outcome {
 		detail = where + p.Chain + " present, " + detail
 	}
 	return Outcome{OK: true, Detail: detail}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/distribution/reference"
 	"io"
 	"strings"
 	"sync"
@@ -351,16 +352,13 @@ func orDefault(s, d string) string {
 	return s
 }
 
-// repository is the name without tag or digest.
+// repository is the name without tag or digest (docker.io/library/x for x:1).
 func repository(name string) (string, bool) {
-	if i := strings.Index(name, "@"); i >= 0 {
-		return name[:i], true
+	named, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return "", false
 	}
-	slash := strings.LastIndex(name, "/")
-	if colon := strings.LastIndex(name, ":"); colon > slash {
-		return name[:colon], true
-	}
-	return name, true
+	return named.Name(), true
 }
 
 // oneLine keeps containerd's multi-line errors on one line.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/distribution/reference"
 
@@ -49,7 +50,7 @@ func ResolveTargets(ctx context.Context, cfg *config.Config, containerdInfo *con
 			if err != nil {
 				return err
 			}
-			if !contains(t.Sources, fn) {
+			if !slices.Contains(t.Sources, fn) {
 				t.Sources = append(t.Sources, fn)
 			}
 		}
@@ -119,13 +120,4 @@ func ECRCredentials(p *ecr.Provider) containerd.Credentials {
 		}
 		return c.Username, c.Password, nil
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
