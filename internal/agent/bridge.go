@@ -63,7 +63,9 @@ func (a *Agent) runBridge(ctx context.Context, info *containerdconfig.Info, targ
 	if !a.cfg.ECR.CredentialBridge {
 		if err := bridge.Remove(p.dir, p.hosts); err != nil {
 			a.log.WithError(err).Warn("credential bridge off: cannot remove its entries")
+			return
 		}
+		a.log.WithField("dir", p.dir).Debug("credential bridge off: no entry of it left in the hosts directory")
 		return
 	}
 	if !p.effective {

@@ -45,7 +45,7 @@ checks:
 	say("node up: containerd started sandbox-guard itself from %s (pre-registered), config from %s", n.PluginDir, n.PluginConfDir)
 
 	scenario("1. the sandbox image is not on the node: sandbox-guard pulls it with an ECR token it gets itself, and pins it")
-	waitPinned(t, n, 20*time.Second)
+	n.WaitPinned(n.SandboxImage, 20*time.Second, "sandbox image present and pinned")
 	st, _ := n.CRI.Image(n.SandboxImage)
 	say("$ crictl inspecti %s\n  id %s, pinned: %v   (ECR API calls: %d; kubelet's image GC skips pinned images)", n.SandboxImage, short(st.ID), st.Pinned, fake.Calls())
 
@@ -83,7 +83,7 @@ checks:
 	}
 	start = time.Now()
 	say("$ ctr -n k8s.io images rm %s", n.SandboxImage)
-	waitPinned(t, n, 5*time.Second)
+	n.WaitPinned(n.SandboxImage, 5*time.Second, "sandbox image present and pinned")
 	say("-> present and pinned again after %v (containerd's image event triggered the repair; without it, containerd's own", time.Since(start).Round(time.Millisecond))
 	say("   re-pull would fail with 401 Unauthorized: kubelet's credential provider never serves the sandbox image)")
 	id = n.CRI.MustRunP(harness.Pod{Name: "web-2"})
@@ -119,7 +119,7 @@ checks:
 			return n.PluginBase() + fake2.PluginECRConfig(n) + fmt.Sprintf("mode: enforce\npreset: none\nsandboxImage: auto\nsandboxImageFallbacks: [%s]\n", fallback)
 		}})
 	say("containerd's sandbox image: %s (does not exist there)", n2.SandboxImage)
-	waitPinned(t, n2, 20*time.Second)
+	n2.WaitPinned(n2.SandboxImage, 20*time.Second, "sandbox image present and pinned")
 	say("-> %s pulled and tagged as %s (label io.cri-containerd.source=%s), pinned", fallback, n2.SandboxImage, fallback)
 	id = n2.CRI.MustRunP(harness.Pod{Name: "web-3"})
 	n2.CRI.Remove(id)
@@ -132,19 +132,6 @@ checks:
 		}
 	}
 	say("\ndemo finished: the nodes, their registries and network namespaces are being removed.")
-}
-
-func waitPinned(t *testing.T, n *harness.Node, within time.Duration) {
-	harness.Eventually(t, within, "sandbox image present and pinned", func() error {
-		st, err := n.CRI.Image(n.SandboxImage)
-		if err != nil {
-			return err
-		}
-		if !st.Present || !st.Pinned {
-			return fmt.Errorf("present %v pinned %v", st.Present, st.Pinned)
-		}
-		return nil
-	})
 }
 
 func short(id string) string {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // CRI drives a node through crictl (real crictl when CRICTL is set), the way kubelet would.
@@ -135,4 +136,19 @@ func (c *CRI) Image(image string) (ImageStatus, error) {
 		return ImageStatus{}, fmt.Errorf("inspecti output %q: %w", out, err)
 	}
 	return ImageStatus{Present: v.Status.ID != "", Pinned: v.Status.Pinned, ID: v.Status.ID, RepoTags: v.Status.RepoTags}, nil
+}
+
+// WaitPinned polls CRI until image is present and pinned.
+func (n *Node) WaitPinned(image string, within time.Duration, what string) {
+	n.t.Helper()
+	Eventually(n.t, within, what, func() error {
+		st, err := n.CRI.Image(image)
+		if err != nil {
+			return err
+		}
+		if !st.Present || !st.Pinned {
+			return fmt.Errorf("CRI image status of %s: present %v, pinned %v", image, st.Present, st.Pinned)
+		}
+		return nil
+	})
 }
