@@ -9,12 +9,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
 
-	"github.com/sandbox-guard/sandbox-guard/internal/agent"
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/logging"
-	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
+	"github.com/sandbox-guard/sandbox-guard/internal/supervisor"
 )
 
 // cmdCheck runs every check once and prints what it found: the first thing an operator runs.
@@ -37,18 +37,18 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	logCfg := cfg.Log
 	logCfg.Level = logrus.ErrorLevel.String()
-	a, err := agent.New(cfg, logging.New(logCfg, stderr))
+	ctx = log.WithLogger(ctx, logrus.NewEntry(logging.New(logCfg, stderr)))
+	st, err := supervisor.Check(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "sandbox-guard:", err)
 		return exitBadInput
 	}
-	snap := a.CheckNow(ctx)
 	if *output == "json" {
-		writeJSON(stdout, cfg, snap)
+		writeJSON(stdout, cfg, st)
 	} else {
-		writeTable(stdout, cfg, snap)
+		writeTable(stdout, cfg, st)
 	}
-	if !snap.Ready() {
+	if !st.Ready() {
 		return exitFailure
 	}
 	return exitOK
@@ -65,13 +65,13 @@ type checkJSON struct {
 	TookSeconds   float64 `json:"tookSeconds"`
 }
 
-func writeJSON(w io.Writer, cfg *config.Config, snap *snapshot.Snapshot) {
+func writeJSON(w io.Writer, cfg *config.Config, st supervisor.Status) {
 	out := struct {
 		Ready  bool        `json:"ready"`
 		Mode   string      `json:"mode"`
 		Checks []checkJSON `json:"checks"`
-	}{Ready: snap.Ready(), Mode: string(cfg.Mode), Checks: []checkJSON{}}
-	for _, r := range snap.Results {
+	}{Ready: st.Ready(), Mode: string(cfg.Mode), Checks: []checkJSON{}}
+	for _, r := range st.Rows() {
 		out.Checks = append(out.Checks, checkJSON{Name: r.Name, Kind: r.Kind, OK: r.OK, Detail: r.Detail, Hint: r.Hint,
 			Informational: r.Informational, AgeSeconds: time.Since(r.Checked).Seconds(), TookSeconds: r.Took.Seconds()})
 	}
@@ -80,10 +80,10 @@ func writeJSON(w io.Writer, cfg *config.Config, snap *snapshot.Snapshot) {
 	_ = enc.Encode(out)
 }
 
-func writeTable(w io.Writer, cfg *config.Config, snap *snapshot.Snapshot) {
+func writeTable(w io.Writer, cfg *config.Config, st supervisor.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECK\tKIND\tSTATUS\tDETAIL\tAGE")
-	for _, r := range snap.Results {
+	for _, r := range st.Rows() {
 		status := "ok"
 		switch {
 		case !r.OK && r.Informational:
@@ -94,7 +94,7 @@ func writeTable(w io.Writer, cfg *config.Config, snap *snapshot.Snapshot) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, status, r.Detail, time.Since(r.Checked).Round(time.Millisecond))
 	}
 	_ = tw.Flush()
-	if snap.Ready() {
+	if st.Ready() {
 		fmt.Fprintf(w, "node ready (mode %s): pods are admitted\n", cfg.Mode)
 	} else {
 		fmt.Fprintf(w, "node NOT ready (mode %s): pod sandboxes would be %s\n", cfg.Mode,

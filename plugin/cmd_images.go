@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 
-	"github.com/sandbox-guard/sandbox-guard/internal/agent"
+	"github.com/containerd/log"
+	"github.com/sirupsen/logrus"
+
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/ecr"
 	"github.com/sandbox-guard/sandbox-guard/internal/logging"
+	"github.com/sandbox-guard/sandbox-guard/internal/supervisor"
 )
 
 // cmdEnsure makes every configured image present and pinned once: what the EKS AMI's one-shot
@@ -26,12 +30,12 @@ func cmdEnsure(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "sandbox-guard:", err)
 		return exitBadInput
 	}
-	a, err := agent.New(cfg, logging.New(cfg.Log, stderr))
-	if err != nil {
+	ctx = log.WithLogger(ctx, logrus.NewEntry(logging.New(cfg.Log, stderr)))
+	sts, err := supervisor.Ensure(ctx, cfg)
+	if errors.Is(err, supervisor.ErrConfig) {
 		fmt.Fprintln(stderr, "sandbox-guard:", err)
 		return exitBadInput
 	}
-	sts, err := a.EnsureImages(ctx)
 	for _, s := range sts {
 		if s.Present && s.Pinned {
 			fmt.Fprintf(stdout, "%s %s: present and pinned (source %s)\n", s.Role, s.Name, s.Source)

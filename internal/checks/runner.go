@@ -43,8 +43,6 @@ type Check struct {
 	Kind   string
 	Hint   string
 	Prober Prober
-	// Informational checks are reported but never gate pods.
-	Informational bool
 }
 
 // Options tune a Runner.
@@ -54,7 +52,7 @@ type Options struct {
 	Timeout    time.Duration // per probe
 	Log        logrus.FieldLogger
 	Now        func() time.Time
-	// OnRefresh, when set, hears about every published snapshot (metrics).
+	// OnRefresh, when set, hears about every published snapshot.
 	OnRefresh func(*snapshot.Snapshot)
 	// WatchDirs trigger a refresh when something in them changes (CNI config and binaries).
 	WatchDirs []string
@@ -210,7 +208,7 @@ func inconclusiveSuffix(d string) string {
 
 // stuck is the result of a probe that has not answered within its timeout.
 func (r *Runner) stuck(c Check) snapshot.Result {
-	return snapshot.Result{Name: c.Name, Kind: c.Kind, Hint: c.Hint, Informational: c.Informational, Checked: r.opts.Now(),
+	return snapshot.Result{Name: c.Name, Kind: c.Kind, Hint: c.Hint, Checked: r.opts.Now(),
 		Detail: fmt.Sprintf("the %s probe did not answer within %v", c.Kind, r.opts.Timeout)}
 }
 
@@ -225,7 +223,7 @@ func (r *Runner) probe(ctx context.Context, c Check) (res snapshot.Result, error
 	}
 	return snapshot.Result{
 		Name: c.Name, Kind: c.Kind, Hint: c.Hint, OK: out.OK, Detail: out.Detail,
-		Informational: c.Informational, Checked: start, Took: took,
+		Checked: start, Took: took,
 	}, out.Err
 }
 
@@ -239,12 +237,9 @@ func (r *Runner) logTransitions(snap *snapshot.Snapshot) {
 			continue
 		}
 		l := r.opts.Log.WithFields(logrus.Fields{"check": res.Name, "kind": res.Kind, "detail": res.Detail})
-		switch {
-		case res.Informational:
-			l.Info("status") // shown, never gates
-		case res.OK:
+		if res.OK {
 			l.Info("check passes")
-		default:
+		} else {
 			l.Warn("check fails")
 		}
 	}

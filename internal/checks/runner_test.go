@@ -80,7 +80,7 @@ func TestRefreshPublishesInConfigurationOrder(t *testing.T) {
 	var list []Check
 	for i := 0; i < n; i++ {
 		list = append(list, Check{
-			Name: fmt.Sprintf("check-%d", i), Kind: "kind", Hint: fmt.Sprintf("hint %d", i), Informational: i == 3,
+			Name: fmt.Sprintf("check-%d", i), Kind: "kind", Hint: fmt.Sprintf("hint %d", i),
 			Prober: ProberFunc(func(ctx context.Context) Outcome {
 				defer close(done[i])
 				select {
@@ -111,7 +111,7 @@ func TestRefreshPublishesInConfigurationOrder(t *testing.T) {
 	for i, res := range snap.Results {
 		want := snapshot.Result{
 			Name: fmt.Sprintf("check-%d", i), Kind: "kind", Hint: fmt.Sprintf("hint %d", i), OK: i%2 == 0,
-			Detail: fmt.Sprintf("detail %d", i), Informational: i == 3, Checked: clock.Now(), Took: 0,
+			Detail: fmt.Sprintf("detail %d", i), Checked: clock.Now(), Took: 0,
 		}
 		if res != want {
 			t.Errorf("result %d = %+v, want %+v", i, res, want)
@@ -151,30 +151,26 @@ func TestRefreshWithoutChecks(t *testing.T) {
 
 func TestReadySince(t *testing.T) {
 	gating := &switchProber{}
-	info := &switchProber{}
 	clock := newClock()
 	var store snapshot.Store
 	r := NewRunner([]Check{
 		{Name: "gating", Prober: gating},
-		{Name: "image", Prober: info, Informational: true},
 	}, &store, Options{Now: clock.Now})
 
 	t0 := clock.Now()
 	steps := []struct {
 		name      string
 		gatingOK  bool
-		infoOK    bool
 		readyAt   time.Duration // ReadySince - t0; -1: zero
 		wantReady bool
 	}{
-		{"first refresh ready", true, true, 0, true},
-		{"still ready: kept", true, true, 0, true},
-		{"still ready: kept again", true, true, 0, true},
-		{"informational failure keeps it", true, false, 0, true},
-		{"gating failure resets", false, true, -1, false},
-		{"still failing", false, true, -1, false},
-		{"ready again: new time", true, true, 6 * time.Second, true},
-		{"kept after recovery", true, false, 6 * time.Second, true},
+		{"first refresh ready", true, 0, true},
+		{"still ready: kept", true, 0, true},
+		{"still ready: kept again", true, 0, true},
+		{"gating failure resets", false, -1, false},
+		{"still failing", false, -1, false},
+		{"ready again: new time", true, 5 * time.Second, true},
+		{"kept after recovery", true, 5 * time.Second, true},
 	}
 	for i, st := range steps {
 		now := t0.Add(time.Duration(i) * time.Second)
@@ -182,7 +178,6 @@ func TestReadySince(t *testing.T) {
 		clock.t = now
 		clock.mu.Unlock()
 		gating.ok.Store(st.gatingOK)
-		info.ok.Store(st.infoOK)
 		s := r.Refresh(context.Background())
 		if s.Ready() != st.wantReady {
 			t.Errorf("%s: Ready() = %v", st.name, s.Ready())

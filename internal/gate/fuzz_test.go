@@ -14,11 +14,11 @@ import (
 // FuzzDecide: whatever the pod and the checks' details hold, Decide never panics, its verdict
 // follows the mode, and a rejection is one line starting with "sandbox-guard:".
 func FuzzDecide(f *testing.F) {
-	f.Add("default", "web-1", "app", "web", "iptables nat/KUBE-SERVICES missing", "kube-proxy", "x\ny", false, false, true, false, false, uint8(0), uint16(0), int32(0))
-	f.Add("kube-system", "coredns", "tier", "infra", "", "", "", false, true, true, true, false, uint8(1), uint16(30), int32(10000))
-	f.Add("", "", "", "", "\r\n\t", "\u2028", "\x00\xff", true, false, false, false, true, uint8(2), uint16(1), int32(-5000))
+	f.Add("default", "web-1", "app", "web", "iptables nat/KUBE-SERVICES missing", "kube-proxy", "x\ny", false, false, true, false, uint8(0), uint16(0), int32(0))
+	f.Add("kube-system", "coredns", "tier", "infra", "", "", "", false, true, true, false, uint8(1), uint16(30), int32(10000))
+	f.Add("", "", "", "", "\r\n\t", "\u2028", "\x00\xff", true, false, false, true, uint8(2), uint16(1), int32(-5000))
 	f.Fuzz(func(t *testing.T, ns, name, labelKey, labelValue, detail1, hint1, detail2 string,
-		host, ok1, ok2, info2, nilSnap bool, modeSel uint8, settleSec uint16, readyAgoMs int32) {
+		host, ok1, ok2, nilSnap bool, modeSel uint8, settleSec uint16, readyAgoMs int32) {
 		modes := []config.Mode{config.ModeEnforce, config.ModeWarn, config.ModeOff}
 		cfg := config.Default()
 		cfg.Mode = modes[int(modeSel)%len(modes)]
@@ -34,7 +34,7 @@ func FuzzDecide(f *testing.F) {
 		if !nilSnap {
 			s = &snapshot.Snapshot{Taken: now, Results: []snapshot.Result{
 				{Name: "first", Kind: "file", OK: ok1, Detail: detail1, Hint: hint1},
-				{Name: "second", Kind: "http", OK: ok2, Detail: detail2, Hint: detail1, Informational: info2},
+				{Name: "second", Kind: "http", OK: ok2, Detail: detail2, Hint: detail1},
 			}}
 			if s.Ready() {
 				s.ReadySince = now.Add(-time.Duration(readyAgoMs) * time.Millisecond)
@@ -68,7 +68,7 @@ func FuzzDecide(f *testing.F) {
 				t.Fatalf("not-ready rejection %q (failing %v) does not list the failing checks", d.Why, d.Failing)
 			}
 			for _, r := range d.Failing {
-				if r.OK || r.Informational || !strings.Contains(d.Why, r.Name+": ") {
+				if r.OK || !strings.Contains(d.Why, r.Name+": ") {
 					t.Fatalf("failing list %+v does not match the message %q", d.Failing, d.Why)
 				}
 			}

@@ -65,8 +65,6 @@ var (
 	multiDetail = failing("vpc-cni-ipamd", "dial unix /var/run/aws-node/ipamd.sock:\n  connect: no such file\r\n\tor directory  ", "the VPC CNI's ipamd\n(aws-node) is not serving yet")
 	noHint      = failing("marker", "/run/ready does not exist", "")
 	several     = snap(0, kubeProxy, ok("cni-config"), multiDetail, noHint)
-	infoOnly    = snap(time.Hour, ok("cni-config"), snapshot.Result{Name: "sandbox-image", Kind: "image", Detail: "not pulled", Informational: true})
-	infoAndFail = snap(0, snapshot.Result{Name: "sandbox-image", Kind: "image", Detail: "not pulled", Informational: true}, kubeProxy)
 )
 
 func TestDecide(t *testing.T) {
@@ -147,8 +145,6 @@ func TestDecide(t *testing.T) {
 		{name: "ready admits", pod: pod(), snap: readySnap, verdict: Admit, why: "ready"},
 		{name: "no checks at all is ready", pod: pod(), snap: snap(time.Hour), verdict: Admit, why: "ready"},
 		{name: "several failing", pod: pod(), snap: several, verdict: Reject, why: severalMsg, failing: []string{"kube-proxy-rules", "vpc-cni-ipamd", "marker"}},
-		{name: "informational failure never gates", pod: pod(), snap: infoOnly, verdict: Admit, why: "ready"},
-		{name: "informational failure not listed", pod: pod(), snap: infoAndFail, verdict: Reject, why: kubeProxyMsg, failing: []string{"kube-proxy-rules"}},
 		// settle time
 		{name: "settle not reached", cfg: mods(settle(30 * time.Second)), pod: pod(), snap: snap(10*time.Second, ok("a")), verdict: Reject,
 			why: prefix + "node network ready for only 10s of the 30s settle time" + suffix},

@@ -13,7 +13,7 @@ func send(ch chan<- prometheus.Metric, d *prometheus.Desc, t prometheus.ValueTyp
 	ch <- m
 }
 
-// snapshotCollector turns the latest check snapshot into metrics at scrape time.
+// snapshotCollector turns the checks' latest results into metrics at scrape time.
 type snapshotCollector struct {
 	m                         *Metrics
 	checkOK, checkTook, ready *prometheus.Desc
@@ -35,13 +35,14 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.m.snap.Load()
-	if s == nil {
+	f := c.m.checks.Load()
+	if f == nil {
 		send(ch, c.ready, prometheus.GaugeValue, 0)
 		return
 	}
-	seen := make(map[string]bool, len(s.Results))
-	for _, r := range s.Results {
+	results, ready := (*f)()
+	seen := make(map[string]bool, len(results))
+	for _, r := range results {
 		if seen[r.Name] { // names are unique in a valid configuration; never emit duplicates
 			continue
 		}
@@ -50,7 +51,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		send(ch, c.checkOK, prometheus.GaugeValue, b2f(r.OK), check, cleanLabel(r.Kind))
 		send(ch, c.checkTook, prometheus.GaugeValue, r.Took.Seconds(), check)
 	}
-	send(ch, c.ready, prometheus.GaugeValue, b2f(s.Ready()))
+	send(ch, c.ready, prometheus.GaugeValue, b2f(ready))
 }
 
 // imagesCollector turns the image keeper's latest statuses into metrics at scrape time.
@@ -78,12 +79,13 @@ func (c *imagesCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *imagesCollector) Collect(ch chan<- prometheus.Metric) {
-	p := c.m.images.Load()
-	if p == nil {
+	f := c.m.images.Load()
+	if f == nil {
 		return
 	}
-	seen := make(map[string]bool, len(*p))
-	for _, st := range *p {
+	images := (*f)()
+	seen := make(map[string]bool, len(images))
+	for _, st := range images {
 		if seen[st.Name] {
 			continue
 		}

@@ -20,9 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/sandbox-guard/sandbox-guard/internal/keeper"
-	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
 )
 
 const (
@@ -98,9 +95,9 @@ type Metrics struct {
 	rejections [numVerdicts]counterCache
 	hook       prometheus.Histogram
 
-	// checks and images: the latest values, turned into metrics at scrape time
-	snap   atomic.Pointer[snapshot.Snapshot]
-	images atomic.Pointer[[]keeper.Status]
+	// checks and images: read from their owners at scrape time
+	checks atomic.Pointer[func() ([]Check, bool)]
+	images atomic.Pointer[func() []Image]
 
 	ensures      *prometheus.CounterVec
 	ensureLimit  labelLimit
@@ -225,26 +222,48 @@ func (m *Metrics) ObservePod(verdict string, failingChecks []string, took time.D
 	m.hook.Observe(took.Seconds())
 }
 
-// ObserveSnapshot publishes the checks' latest results: sandbox_guard_check_ok{check,kind},
-// sandbox_guard_check_duration_seconds{check} and sandbox_guard_ready. Snapshots are immutable,
-// so s is kept as is and read at scrape time; checks no longer in s disappear. nil (no snapshot
-// yet) reports not ready and no checks.
-func (m *Metrics) ObserveSnapshot(s *snapshot.Snapshot) {
-	if m == nil {
-		return
-	}
-	m.snap.Store(s)
+// Check is one readiness check's latest result.
+type Check struct {
+	Name, Kind string
+	OK         bool
+	Took       time.Duration
 }
 
-// ObserveImages publishes the image keeper's statuses: sandbox_guard_image_present,
-// _image_pinned, _image_last_repair_timestamp_seconds and _image_repairs, each labelled
-// {image,role}. Images no longer in st disappear. Error texts are never exported.
-func (m *Metrics) ObserveImages(st []keeper.Status) {
+// Image is what the image keeper last found about one image. Error texts are never exported.
+type Image struct {
+	Name, Role      string
+	Present, Pinned bool
+	LastRepair      time.Time // zero: never repaired
+	Repairs         int
+}
+
+// WatchChecks makes every scrape read the checks' latest results from f:
+// sandbox_guard_check_ok{check,kind}, sandbox_guard_check_duration_seconds{check} and
+// sandbox_guard_ready. Checks f no longer returns disappear; nil (or f returning no checks and
+// not ready) reports not ready. f must be cheap and safe for concurrent use.
+func (m *Metrics) WatchChecks(f func() (checks []Check, ready bool)) {
 	if m == nil {
 		return
 	}
-	c := append([]keeper.Status(nil), st...)
-	m.images.Store(&c)
+	if f == nil {
+		m.checks.Store(nil)
+		return
+	}
+	m.checks.Store(&f)
+}
+
+// WatchImages makes every scrape read the image keeper's statuses from f:
+// sandbox_guard_image_present, _image_pinned, _image_last_repair_timestamp_seconds and
+// _image_repairs, each labelled {image,role}. f must be cheap and safe for concurrent use.
+func (m *Metrics) WatchImages(f func() []Image) {
+	if m == nil {
+		return
+	}
+	if f == nil {
+		m.images.Store(nil)
+		return
+	}
+	m.images.Store(&f)
 }
 
 // ObserveEnsure counts one attempt to make an image present

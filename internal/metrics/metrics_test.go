@@ -12,9 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
-
-	"github.com/sandbox-guard/sandbox-guard/internal/keeper"
-	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -195,76 +192,79 @@ func TestHookBuckets(t *testing.T) {
 	}
 }
 
-func TestObserveSnapshot(t *testing.T) {
-	res := func(name, kind string, ok, info bool, took time.Duration) snapshot.Result {
-		return snapshot.Result{Name: name, Kind: kind, OK: ok, Informational: info, Took: took, Detail: "secret-looking detail"}
+func TestWatchChecks(t *testing.T) {
+	res := func(name, kind string, ok bool, took time.Duration) Check {
+		return Check{Name: name, Kind: kind, OK: ok, Took: took}
 	}
 	okHdr := header("sandbox_guard_check_ok", helpCheckOK, "gauge")
 	tookHdr := header("sandbox_guard_check_duration_seconds", helpCheckTook, "gauge")
 	readyHdr := header("sandbox_guard_ready", helpReady, "gauge")
 	tests := []struct {
-		name string
-		snap *snapshot.Snapshot
-		want string
+		name   string
+		none   bool // no source
+		checks []Check
+		ready  bool
+		want   string
 	}{
-		{"no snapshot yet", nil, readyHdr + "sandbox_guard_ready 0\n"},
-		{"all ok", &snapshot.Snapshot{Results: []snapshot.Result{
-			res("kube-proxy-rules", "iptables", true, false, 1500*time.Microsecond),
-			res("cni-config", "cni", true, false, 250*time.Millisecond),
-		}}, okHdr +
+		{"no source yet", true, nil, false, readyHdr + "sandbox_guard_ready 0\n"},
+		{"all ok", false, []Check{
+			res("kube-proxy-rules", "iptables", true, 1500*time.Microsecond),
+			res("cni-config", "cni", true, 250*time.Millisecond),
+		}, true, okHdr +
 			`sandbox_guard_check_ok{check="cni-config",kind="cni"} 1
 sandbox_guard_check_ok{check="kube-proxy-rules",kind="iptables"} 1
 ` + tookHdr +
 			`sandbox_guard_check_duration_seconds{check="cni-config"} 0.25
 sandbox_guard_check_duration_seconds{check="kube-proxy-rules"} 0.0015
 ` + readyHdr + "sandbox_guard_ready 1\n"},
-		{"one fails", &snapshot.Snapshot{Results: []snapshot.Result{
-			res("kube-proxy-rules", "iptables", false, false, time.Millisecond),
-			res("cni-config", "cni", true, false, 2*time.Millisecond),
-		}}, okHdr +
+		{"one fails", false, []Check{
+			res("kube-proxy-rules", "iptables", false, time.Millisecond),
+			res("cni-config", "cni", true, 2*time.Millisecond),
+		}, false, okHdr +
 			`sandbox_guard_check_ok{check="cni-config",kind="cni"} 1
 sandbox_guard_check_ok{check="kube-proxy-rules",kind="iptables"} 0
 ` + tookHdr +
 			`sandbox_guard_check_duration_seconds{check="cni-config"} 0.002
 sandbox_guard_check_duration_seconds{check="kube-proxy-rules"} 0.001
 ` + readyHdr + "sandbox_guard_ready 0\n"},
-		{"checks replaced, informational failure does not gate, duplicates once", &snapshot.Snapshot{Results: []snapshot.Result{
-			res("marker", "file", true, false, 0),
-			res("images", "image", false, true, 3*time.Second),
-			res("marker", "file", false, false, time.Second),
-		}}, okHdr +
-			`sandbox_guard_check_ok{check="images",kind="image"} 0
+		{"checks replaced, duplicates once", false, []Check{
+			res("marker", "file", true, 0),
+			res("dns", "socket", false, 3*time.Second),
+			res("marker", "file", false, time.Second),
+		}, false, okHdr +
+			`sandbox_guard_check_ok{check="dns",kind="socket"} 0
 sandbox_guard_check_ok{check="marker",kind="file"} 1
 ` + tookHdr +
-			`sandbox_guard_check_duration_seconds{check="images"} 3
+			`sandbox_guard_check_duration_seconds{check="dns"} 3
 sandbox_guard_check_duration_seconds{check="marker"} 0
-` + readyHdr + "sandbox_guard_ready 0\n"}, // Ready() sees the duplicate's failure
-		{"empty snapshot is ready", &snapshot.Snapshot{}, readyHdr + "sandbox_guard_ready 1\n"},
-		{"back to nil", nil, readyHdr + "sandbox_guard_ready 0\n"},
+` + readyHdr + "sandbox_guard_ready 0\n"},
+		{"no checks, ready", false, []Check{}, true, readyHdr + "sandbox_guard_ready 1\n"},
+		{"source removed", true, nil, false, readyHdr + "sandbox_guard_ready 0\n"},
 	}
 	m := New()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m.ObserveSnapshot(tt.snap)
-			compare(t, m, tt.want, "sandbox_guard_check_ok", "sandbox_guard_check_duration_seconds", "sandbox_guard_ready")
-			if strings.Contains(scrape(t, m), "secret-looking") {
-				t.Error("a check's detail text leaked into the metrics")
+			if tt.none {
+				m.WatchChecks(nil)
+			} else {
+				m.WatchChecks(func() ([]Check, bool) { return tt.checks, tt.ready })
 			}
+			compare(t, m, tt.want, "sandbox_guard_check_ok", "sandbox_guard_check_duration_seconds", "sandbox_guard_ready")
 		})
 	}
 }
 
-func TestObserveImages(t *testing.T) {
+func TestWatchImages(t *testing.T) {
 	repaired := time.Unix(1700000000, 500000000)
 	hdr := func(n, help string) string { return header(n, help, "gauge") }
 	tests := []struct {
 		name string
-		st   []keeper.Status
+		st   []Image
 		want string
 	}{
 		{"none yet", nil, ""},
-		{"present and pinned, never repaired", []keeper.Status{
-			{Name: "602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.10", Role: "sandbox image", Present: true, Pinned: true, LastError: "token=hunter2"},
+		{"present and pinned, never repaired", []Image{
+			{Name: "602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.10", Role: "sandbox image", Present: true, Pinned: true},
 		}, hdr("sandbox_guard_image_present", helpImagePresent) +
 			`sandbox_guard_image_present{image="602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.10",role="sandbox image"} 1
 ` + hdr("sandbox_guard_image_pinned", helpImagePinned) +
@@ -272,9 +272,9 @@ func TestObserveImages(t *testing.T) {
 ` + hdr("sandbox_guard_image_repairs", helpImageRepairs) +
 			`sandbox_guard_image_repairs{image="602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.10",role="sandbox image"} 0
 `},
-		{"repaired twice, second missing", []keeper.Status{
+		{"repaired twice, second missing", []Image{
 			{Name: "registry.k8s.io/pause:3.10", Role: "sandbox image", Present: true, Pinned: true, LastRepair: repaired, Repairs: 2},
-			{Name: "docker.io/library/busybox:1", Role: "pinned image", LastError: "401 Unauthorized"},
+			{Name: "docker.io/library/busybox:1", Role: "pinned image"},
 			{Name: "registry.k8s.io/pause:3.10", Role: "sandbox image"}, // duplicate: ignored
 		}, hdr("sandbox_guard_image_present", helpImagePresent) +
 			`sandbox_guard_image_present{image="docker.io/library/busybox:1",role="pinned image"} 0
@@ -288,25 +288,24 @@ sandbox_guard_image_pinned{image="registry.k8s.io/pause:3.10",role="sandbox imag
 			`sandbox_guard_image_repairs{image="docker.io/library/busybox:1",role="pinned image"} 0
 sandbox_guard_image_repairs{image="registry.k8s.io/pause:3.10",role="sandbox image"} 2
 `},
-		{"emptied", []keeper.Status{}, ""},
+		{"emptied", []Image{}, ""},
 	}
 	m := New()
 	names := []string{"sandbox_guard_image_present", "sandbox_guard_image_pinned", "sandbox_guard_image_last_repair_timestamp_seconds", "sandbox_guard_image_repairs"}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m.ObserveImages(tt.st)
+			m.WatchImages(func() []Image { return tt.st })
 			compare(t, m, tt.want, names...)
-			if out := scrape(t, m); strings.Contains(out, "hunter2") || strings.Contains(out, "Unauthorized") {
-				t.Error("an image error text leaked into the metrics")
-			}
 		})
 	}
 
-	// ObserveImages keeps a copy: later changes by the caller do not show.
-	st := []keeper.Status{{Name: "a", Role: "pinned image", Present: true}}
-	m.ObserveImages(st)
-	st[0].Present = false
+	// The source is read at every scrape: its owner's change shows at the next one.
+	st := []Image{{Name: "a", Role: "pinned image", Present: true}}
+	m.WatchImages(func() []Image { return st })
 	compare(t, m, hdr("sandbox_guard_image_present", helpImagePresent)+`sandbox_guard_image_present{image="a",role="pinned image"} 1
+`, "sandbox_guard_image_present")
+	st = []Image{{Name: "a", Role: "pinned image"}}
+	compare(t, m, hdr("sandbox_guard_image_present", helpImagePresent)+`sandbox_guard_image_present{image="a",role="pinned image"} 0
 `, "sandbox_guard_image_present")
 }
 
@@ -496,8 +495,8 @@ func TestOddLabelValuesDoNotPanic(t *testing.T) {
 	m.ObserveEnsure(bad, bad, bad, time.Second)
 	m.ObserveBridgeWrite(bad, bad)
 	m.SetBuildInfo(bad)
-	m.ObserveSnapshot(&snapshot.Snapshot{Results: []snapshot.Result{{Name: bad, Kind: bad}}})
-	m.ObserveImages([]keeper.Status{{Name: bad, Role: bad}})
+	m.WatchChecks(func() ([]Check, bool) { return []Check{{Name: bad, Kind: bad}}, false })
+	m.WatchImages(func() []Image { return []Image{{Name: bad, Role: bad}} })
 	if _, err := m.Registry().Gather(); err != nil {
 		t.Fatal(err)
 	}
@@ -511,9 +510,10 @@ func TestOddLabelValuesDoNotPanic(t *testing.T) {
 func TestNilMetrics(t *testing.T) {
 	var m *Metrics
 	m.ObservePod("reject", []string{"a"}, time.Millisecond)
-	m.ObserveSnapshot(&snapshot.Snapshot{})
-	m.ObserveSnapshot(nil)
-	m.ObserveImages([]keeper.Status{{Name: "a"}})
+	m.WatchChecks(func() ([]Check, bool) { return nil, true })
+	m.WatchChecks(nil)
+	m.WatchImages(func() []Image { return nil })
+	m.WatchImages(nil)
 	m.ObserveEnsure("a", "repaired", "a", time.Second)
 	m.WatchECR(func() (uint64, uint64) { return 1, 1 })
 	m.WatchECR(nil)
@@ -566,8 +566,9 @@ func TestConcurrent(t *testing.T) {
 				c := fmt.Sprintf("c%d", i%5)
 				m.ObservePod([]string{"admit", "reject", "would-reject"}[i%3], []string{c}, time.Duration(i)*time.Microsecond)
 				if i%20 == 0 {
-					m.ObserveSnapshot(&snapshot.Snapshot{Results: []snapshot.Result{{Name: c, Kind: "file", OK: i%2 == 0}}})
-					m.ObserveImages([]keeper.Status{{Name: "img", Role: "sandbox image", Present: true}})
+					ok := i%2 == 0
+					m.WatchChecks(func() ([]Check, bool) { return []Check{{Name: c, Kind: "file", OK: ok}}, ok })
+					m.WatchImages(func() []Image { return []Image{{Name: "img", Role: "sandbox image", Present: true}} })
 					m.ObserveEnsure("img", "present", "img", time.Duration(g)*time.Second)
 					m.SetNRIConnected(i%40 == 0)
 					m.ObserveBridgeWrite("h", "written")

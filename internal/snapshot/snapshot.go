@@ -9,15 +9,13 @@ import (
 
 // Result is what one check found when it last ran.
 type Result struct {
-	Name   string // the check's configured name
-	Kind   string // file, iptables, cni, http, socket, image...
-	Hint   string // who makes the condition true, for the rejection text
-	OK     bool
-	Detail string // what was found, e.g. "iptables nat/KUBE-SERVICES missing"
-	// Informational results (e.g. the sandbox image) are shown by `check` but never gate pods.
-	Informational bool
-	Checked       time.Time
-	Took          time.Duration
+	Name    string // the check's configured name
+	Kind    string // file, iptables, cni, http, socket, image...
+	Hint    string // who makes the condition true, for the rejection text
+	OK      bool
+	Detail  string // what was found, e.g. "iptables nat/KUBE-SERVICES missing"
+	Checked time.Time
+	Took    time.Duration
 }
 
 // Snapshot is the state of every check at one moment. Never modify one after Store.
@@ -28,21 +26,21 @@ type Snapshot struct {
 	ReadySince time.Time
 }
 
-// Ready reports whether every gating check passes.
+// Ready reports whether every check passes.
 func (s *Snapshot) Ready() bool {
 	for _, r := range s.Results {
-		if !r.OK && !r.Informational {
+		if !r.OK {
 			return false
 		}
 	}
 	return true
 }
 
-// Failing returns the gating checks that do not pass, in configuration order.
+// Failing returns the checks that do not pass, in configuration order.
 func (s *Snapshot) Failing() []Result {
 	var out []Result
 	for _, r := range s.Results {
-		if !r.OK && !r.Informational {
+		if !r.OK {
 			out = append(out, r)
 		}
 	}

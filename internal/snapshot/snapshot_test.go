@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-func res(name string, ok, info bool) Result {
-	return Result{Name: name, Kind: "file", OK: ok, Informational: info, Detail: name + " detail"}
+func res(name string, ok bool) Result {
+	return Result{Name: name, Kind: "file", OK: ok, Detail: name + " detail"}
 }
 
 func TestReadyAndFailing(t *testing.T) {
@@ -20,13 +20,9 @@ func TestReadyAndFailing(t *testing.T) {
 	}{
 		{"no results", nil, true, nil},
 		{"empty results", []Result{}, true, nil},
-		{"all ok", []Result{res("a", true, false), res("b", true, false)}, true, nil},
-		{"one fails", []Result{res("a", true, false), res("b", false, false)}, false, []string{"b"}},
-		{"several fail, configuration order", []Result{res("c", false, false), res("a", true, false), res("b", false, false), res("d", false, false)}, false, []string{"c", "b", "d"}},
-		{"informational failure is ignored", []Result{res("a", true, false), res("img", false, true)}, true, nil},
-		{"informational ok", []Result{res("img", true, true)}, true, nil},
-		{"only informational failures", []Result{res("img", false, true), res("img2", false, true)}, true, nil},
-		{"mixed", []Result{res("img", false, true), res("a", false, false), res("b", true, true)}, false, []string{"a"}},
+		{"all ok", []Result{res("a", true), res("b", true)}, true, nil},
+		{"one fails", []Result{res("a", true), res("b", false)}, false, []string{"b"}},
+		{"several fail, configuration order", []Result{res("c", false), res("a", true), res("b", false), res("d", false)}, false, []string{"c", "b", "d"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,7 +34,7 @@ func TestReadyAndFailing(t *testing.T) {
 			var got []string
 			for _, r := range f {
 				got = append(got, r.Name)
-				if r.OK || r.Informational {
+				if r.OK {
 					t.Errorf("Failing() returned %+v", r)
 				}
 			}

@@ -19,18 +19,18 @@ import (
 	"testing"
 	"time"
 
+	clog "github.com/containerd/log"
 	"github.com/containerd/nri/pkg/adaptation"
 	"github.com/containerd/nri/pkg/api"
 	nrilog "github.com/containerd/nri/pkg/log"
 	"github.com/sirupsen/logrus"
 
-	"github.com/sandbox-guard/sandbox-guard/internal/agent"
 	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/gate"
-	"github.com/sandbox-guard/sandbox-guard/internal/metrics"
 	"github.com/sandbox-guard/sandbox-guard/internal/nriplugin"
 	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
+	"github.com/sandbox-guard/sandbox-guard/internal/supervisor"
 )
 
 // Measurement 1: the RunPodSandbox decision, in process (Go benchmarks) and through a real NRI
@@ -38,10 +38,11 @@ import (
 
 const hookTarget = 100 * time.Microsecond
 
-// hookAgent builds an agent like a ready EKS node's: three gating checks (file checks stand in
-// for cni-config, vpc-cni-ipamd and kube-proxy-rules, which all pass), no images, and a warm
-// snapshot. present=false makes the kube-proxy check fail (the rejection path).
-func hookAgent(tb testing.TB, dir string, present bool, level logrus.Level) (*agent.Agent, *config.Config) {
+// hookAgent runs a supervisor like a ready EKS node's: three gating checks (file checks stand in
+// for cni-config, vpc-cni-ipamd and kube-proxy-rules, which all pass), no images, metrics on (as
+// shipped: the hook observes every pod), and a warm snapshot. present=false makes the
+// kube-proxy check fail (the rejection path). It stops when the test ends.
+func hookAgent(tb testing.TB, dir string, present bool, level logrus.Level) (*supervisor.Supervisor, *config.Config) {
 	tb.Helper()
 	var paths []string
 	for _, n := range []string{"cni", "ipamd", "kube-proxy"} {
@@ -56,6 +57,9 @@ func hookAgent(tb testing.TB, dir string, present bool, level logrus.Level) (*ag
 	doc := fmt.Sprintf(`mode: enforce
 preset: none
 sandboxImage: ""
+metrics: {address: "127.0.0.1:0"}
+refresh: {interval: 10m, maxBackoff: 10m}
+containerd: {configFile: ""}
 checks:
 - {name: cni-config, file: {path: %s}, hint: the VPC CNI (aws-node) has not written its CNI config yet}
 - {name: vpc-cni-ipamd, file: {path: %s}, hint: the VPC CNI's ipamd (aws-node) is not serving yet}
@@ -68,15 +72,23 @@ checks:
 	log := logrus.New()
 	log.SetOutput(io.Discard) // formatting still happens for enabled levels; only the write is saved
 	log.SetLevel(level)
-	a, err := agent.New(cfg, log)
-	if err != nil {
+	ctx, cancel := context.WithCancel(clog.WithLogger(context.Background(), logrus.NewEntry(log)))
+	s := supervisor.New("bench")
+	if err := s.Apply(ctx, cfg); err != nil {
 		tb.Fatal(err)
 	}
-	a.SetMetrics(metrics.New()) // as shipped: metrics on by default, the hook observes every pod
-	if s := a.CheckNow(context.Background()); s.Ready() != present {
-		tb.Fatalf("warm snapshot ready=%v, want %v: %+v", s.Ready(), present, s.Results)
+	tb.Cleanup(func() { cancel(); s.Stop() })
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Status().Checks == nil {
+		if time.Now().After(deadline) {
+			tb.Fatal("no snapshot within 10s")
+		}
+		time.Sleep(time.Millisecond)
 	}
-	return a, cfg
+	if st := s.Status(); st.Ready() != present {
+		tb.Fatalf("warm snapshot ready=%v, want %v: %+v", st.Ready(), present, st.Checks.Results)
+	}
+	return s, cfg
 }
 
 func benchPod() gate.Pod {
@@ -125,7 +137,7 @@ func decideBench(b *testing.B, cfg *config.Config, ready bool) {
 	}
 }
 
-// BenchmarkAdmit is agent.Admit (the hook's whole decision path: atomic load, Decide, log call)
+// BenchmarkAdmit is Supervisor.Admit (the hook's whole decision path: atomic load, Decide, log call)
 // with a warm ready snapshot and the default log level (info: admissions are not logged).
 func BenchmarkAdmit(b *testing.B) { admitBench(b, true, logrus.InfoLevel) }
 
@@ -205,9 +217,9 @@ func measureHook(t testing.TB, s *section) error {
 	for _, br := range []bres{
 		{"Decide", "gate.Policy.Decide, ready snapshot (admit)", BenchmarkDecide},
 		{"DecideReject", "Decide, one failing check (reject, message built)", BenchmarkDecideReject},
-		{"Admit", "agent.Admit, ready, log level info (default)", BenchmarkAdmit},
-		{"AdmitDebug", "agent.Admit, ready, log level debug (admission line formatted)", BenchmarkAdmitDebug},
-		{"AdmitReject", "agent.Admit, failing check (warning logged, refresh kicked)", BenchmarkAdmitReject},
+		{"Admit", "Supervisor.Admit, ready, log level info (default)", BenchmarkAdmit},
+		{"AdmitDebug", "Supervisor.Admit, ready, log level debug (admission line formatted)", BenchmarkAdmitDebug},
+		{"AdmitReject", "Supervisor.Admit, failing check (warning logged, refresh kicked)", BenchmarkAdmitReject},
 	} {
 		say("  benchmark %s", br.name)
 		r := testing.Benchmark(br.fn)
@@ -231,7 +243,7 @@ func measureHook(t testing.TB, s *section) error {
 			"fields (pod name, verdict) are built before the logger drops the debug line. Harmless at this size; a level check "+
 			"first would make the admit path allocation-free.", rows[2].r.AllocsPerOp(), rows[2].r.AllocedBytesPerOp(), rows[0].r.AllocsPerOp())
 	}
-	s.row("hook decision in process (`agent.Admit`, ready, default log level)", fmt.Sprintf("%s/op, %d allocs/op", fmtDur(admitNs), rows[2].r.AllocsPerOp()),
+	s.row("hook decision in process (`Supervisor.Admit`, ready, default log level)", fmt.Sprintf("%s/op, %d allocs/op", fmtDur(admitNs), rows[2].r.AllocsPerOp()),
 		"<= 100 µs", yesNo(admitNs <= hookTarget))
 	s.row("`gate.Policy.Decide` alone", fmt.Sprintf("%s/op, %d allocs/op", fmtDur(time.Duration(rows[0].r.NsPerOp())), rows[0].r.AllocsPerOp()), "", "")
 
@@ -341,10 +353,6 @@ func measureHookNRI(t testing.TB, s *section) error {
 	nrilog.Set(quietNRILog{})
 
 	a, _ := hookAgent(t, t.TempDir(), true, logrus.InfoLevel)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	a.Start(ctx)
-	defer a.Stop()
 	ta := &timedAdmitter{a: a, took: make([]time.Duration, 0, calls+warm+100)}
 
 	var targets []*nriTarget

@@ -1,0 +1,244 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/log"
+
+	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
+	"github.com/sandbox-guard/sandbox-guard/internal/bridge"
+	"github.com/sandbox-guard/sandbox-guard/internal/checks"
+	"github.com/sandbox-guard/sandbox-guard/internal/config"
+	"github.com/sandbox-guard/sandbox-guard/internal/containerd"
+	"github.com/sandbox-guard/sandbox-guard/internal/ecr"
+	"github.com/sandbox-guard/sandbox-guard/internal/gate"
+	"github.com/sandbox-guard/sandbox-guard/internal/hook"
+	"github.com/sandbox-guard/sandbox-guard/internal/keeper"
+	"github.com/sandbox-guard/sandbox-guard/internal/metrics"
+	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
+)
+
+// generation is one configuration's workers: the check runner publishing snapshots for the
+// hook, and (once the plan is resolved in the background) the image keeper and the credential
+// bridge. Reconfiguring replaces the whole generation.
+type generation struct {
+	cfg     *config.Config
+	store   snapshot.Store
+	runner  *checks.Runner
+	hook    *hook.Hook
+	ecr     *ecr.Provider
+	metrics *metrics.Metrics // nil: metrics off
+	region  keeper.RegionFunc
+
+	// images is published once by the images worker: the error that stops it from starting,
+	// then the plan, keeper and bridge it runs.
+	images atomic.Pointer[imagesState]
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// imagesState is what the images worker has published; replaced whole, never modified.
+type imagesState struct {
+	plan   *Plan              // nil while the plan cannot be resolved
+	err    error              // why the plan cannot be resolved (retried with back-off)
+	client *containerd.Client // dials lazily; shared by the keeper and /readyz
+	keeper *keeper.Keeper
+	bridge *bridge.Bridge // nil: the bridge is off or has nothing to write
+	// running is false for `check`, which inspects the bridge's files without writing them.
+	running bool
+}
+
+// newGeneration builds the workers of cfg; nothing runs until start. It does no I/O, so it is
+// safe in NRI's Configure.
+func newGeneration(ctx context.Context, cfg *config.Config, m *metrics.Metrics) (*generation, error) {
+	policy, err := gate.NewPolicy(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	built, err := checks.Build(cfg.EffectiveChecks(), checks.Deps{})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	logger := log.G(ctx)
+	g := &generation{
+		cfg:     cfg,
+		metrics: m,
+		region:  func(ctx context.Context) (string, error) { return ecr.NodeRegion(ctx, nil) },
+	}
+	g.ecr = ecr.NewProvider(ecr.Options{
+		Resolver: ecr.Resolver{Declared: cfg.ECR.Registries},
+		Client: ecr.ClientConfig{
+			BaseEndpoint: cfg.ECR.Endpoint, Endpoints: cfg.ECR.Endpoints,
+			SharedConfigFiles: cfg.ECR.SharedConfigFiles, SharedCredentialsFiles: cfg.ECR.SharedCredentialsFiles,
+			Profile: cfg.ECR.Profile, FIPS: cfg.EKS.FIPS,
+		},
+		Log: logger,
+	})
+	g.runner = checks.NewRunner(built.Checks, &g.store, checks.Options{
+		WatchDirs:  built.WatchDirs,
+		Interval:   cfg.Refresh.Interval.Duration,
+		MaxBackoff: cfg.Refresh.MaxBackoff.Duration,
+		Timeout:    cfg.Refresh.Timeout.Duration,
+		Log:        logger,
+	})
+	var observe hook.Observer
+	if m != nil {
+		observe = m
+	}
+	g.hook = hook.New(policy, &g.store, g.runner.Kick, observe, logger)
+	return g, nil
+}
+
+// imagesConfigured reports whether there is any image to keep.
+func (g *generation) imagesConfigured() bool {
+	return g.cfg.SandboxImage != "" || len(g.cfg.PinImages) > 0
+}
+
+// start runs the workers until stop or until ctx ends. It does not wait for them, so the NRI
+// handshake is never delayed.
+func (g *generation) start(ctx context.Context) {
+	ctx, g.cancel = context.WithCancel(ctx)
+	g.wg.Add(2)
+	go func() {
+		defer g.wg.Done()
+		g.runner.Run(ctx)
+	}()
+	go func() {
+		defer g.wg.Done()
+		g.runImages(ctx)
+	}()
+}
+
+// stop ends the workers, waits for them and closes the containerd connection.
+func (g *generation) stop() {
+	if g.cancel != nil {
+		g.cancel()
+	}
+	g.wg.Wait()
+	g.closeClient()
+}
+
+func (g *generation) closeClient() {
+	if st := g.images.Load(); st != nil && st.client != nil {
+		_ = st.client.Close()
+	}
+}
+
+// runImages resolves the plan (retrying with back-off: containerd's config may not be readable
+// yet), then keeps the images present and runs the bridge until ctx ends.
+func (g *generation) runImages(ctx context.Context) {
+	var plan *Plan
+	err := backoff.Retry(ctx, backoff.Policy{Initial: time.Second, Max: time.Minute, Jitter: 0.2}, func(ctx context.Context) (err error) {
+		plan, err = Resolve(ctx, g.cfg, g.region)
+		return err
+	}, func(err error, next time.Duration) {
+		g.images.Store(&imagesState{err: err})
+		log.G(ctx).WithError(err).WithField("retry_in", next.Round(time.Millisecond).String()).Error("image keeper cannot start")
+	})
+	if err != nil {
+		return
+	}
+	for _, n := range plan.Notes {
+		log.G(ctx).Info(n)
+	}
+	st := g.workersFor(ctx, plan)
+	st.running = true
+	g.images.Store(st)
+	if len(plan.Targets) == 0 {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.runBridge(ctx, st)
+	}()
+	st.keeper.Run(ctx)
+	<-done
+}
+
+// workersFor builds the keeper and, when it is on and has something to write, the bridge of
+// plan. Neither runs yet.
+func (g *generation) workersFor(ctx context.Context, plan *Plan) *imagesState {
+	client := containerd.New(containerd.Options{Address: g.cfg.Containerd.Address, Namespace: g.cfg.Containerd.Namespace,
+		Snapshotter: g.cfg.Containerd.Snapshotter, HostsDirs: plan.HostsDirs})
+	opts := keeper.Options{
+		Targets:     plan.Targets,
+		Credentials: keeper.ECRCredentials(g.ecr),
+		Reconcile:   g.cfg.Keeper.ReconcileInterval.Duration,
+		PullTimeout: g.cfg.Keeper.PullTimeout.Duration,
+		Log:         log.G(ctx),
+		Observe:     g.metrics.ObserveEnsure,
+	}
+	if g.cfg.Keeper.LocalCopy {
+		opts.LocalCopies = &keeper.LocalCopies{Dir: g.cfg.StateDir}
+	}
+	st := &imagesState{plan: plan, client: client, keeper: keeper.New(client, opts)}
+	if g.cfg.ECR.CredentialBridge && plan.Bridge.Dir != "" && len(plan.Bridge.Hosts) > 0 {
+		st.bridge = &bridge.Bridge{Dir: plan.Bridge.Dir, Hosts: plan.Bridge.Hosts, Tokens: g.ecr, Log: log.G(ctx), OnWrite: g.metrics.ObserveBridgeWrite}
+	}
+	return st
+}
+
+// runBridge keeps the bridge's entries while it is on, and removes what it added when it is off.
+func (g *generation) runBridge(ctx context.Context, st *imagesState) {
+	p := st.plan.Bridge
+	logger := log.G(ctx)
+	if p.Dir == "" || len(p.Hosts) == 0 {
+		if g.cfg.ECR.CredentialBridge {
+			logger.WithField("why", p.Why).Warn("credential bridge on, but there is nothing to write: no ECR host among the kept images or no hosts directory")
+		}
+		return
+	}
+	if !g.cfg.ECR.CredentialBridge {
+		if err := bridge.Remove(p.Dir, p.Hosts); err != nil {
+			logger.WithError(err).Warn("credential bridge off: cannot remove its entries")
+			return
+		}
+		logger.WithField("dir", p.Dir).Debug("credential bridge off: no entry of it left in the hosts directory")
+		return
+	}
+	if !p.Effective {
+		logger.WithFields(map[string]any{"why": p.Why, "fix": p.Fix}).Warn("credential bridge on, but containerd will not read it")
+	}
+	st.bridge.Run(ctx)
+}
+
+// inspect resolves the plan and looks at the images once without repairing anything, then
+// runs every check (the `check` command).
+func (g *generation) inspect(ctx context.Context) Status {
+	if g.imagesConfigured() {
+		plan, err := Resolve(ctx, g.cfg, g.region)
+		if err != nil {
+			g.images.Store(&imagesState{err: err})
+		} else {
+			st := g.workersFor(ctx, plan)
+			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			st.keeper.InspectAll(ictx)
+			cancel()
+			g.images.Store(st)
+		}
+	}
+	g.runner.Refresh(ctx)
+	defer g.closeClient()
+	return g.status()
+}
+
+// ensure makes every configured image present and pinned once (the `ensure` command).
+func (g *generation) ensure(ctx context.Context) ([]keeper.Status, error) {
+	plan, err := Resolve(ctx, g.cfg, g.region)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range plan.Notes {
+		log.G(ctx).Info(n)
+	}
+	st := g.workersFor(ctx, plan)
+	defer st.client.Close()
+	err = st.keeper.EnsureAll(ctx)
+	return st.keeper.Status(), err
+}

@@ -1,0 +1,202 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sandbox-guard/sandbox-guard/internal/bridge"
+	"github.com/sandbox-guard/sandbox-guard/internal/keeper"
+	"github.com/sandbox-guard/sandbox-guard/internal/metrics"
+	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
+)
+
+// Status is what the workers last published, read by `check`, the metrics and /readyz. The
+// workers never push into it; readers assemble it when they ask.
+type Status struct {
+	// Checks is the latest snapshot the hook decides from; nil before the first refresh.
+	Checks *snapshot.Snapshot
+	// ImagesConfigured is false when there is no image to keep (no images row).
+	ImagesConfigured bool
+	// ImagesErr is why the image keeper cannot start (retried with back-off); nil once started.
+	ImagesErr error
+	Plan      *Plan            // nil until resolved
+	Images    []keeper.Status  // the keeper's view, in configuration order
+	Bridge    *BridgeStatus    // nil while the bridge is off or not planned yet
+	Now       func() time.Time // for ages; time.Now when nil
+}
+
+// BridgeStatus is the credential bridge's plan and what it last did per host.
+type BridgeStatus struct {
+	Planned bool // false until the image keeper's plan is resolved
+	Plan    BridgePlan
+	Hosts   []bridge.HostState
+	// Running is false for `check`, which reads the files the running plugin wrote.
+	Running bool
+}
+
+// Row is one line of `check`: a gating check from the snapshot, or an informational row (the
+// images and the bridge) that is shown but never gates pods.
+type Row struct {
+	snapshot.Result
+	Informational bool
+}
+
+// Ready reports whether every gating check passes.
+func (s Status) Ready() bool { return s.Checks != nil && s.Checks.Ready() }
+
+// Rows returns the checks in configuration order, then the images and bridge rows.
+func (s Status) Rows() []Row {
+	var rows []Row
+	if s.Checks != nil {
+		for _, r := range s.Checks.Results {
+			rows = append(rows, Row{Result: r})
+		}
+	}
+	if s.ImagesConfigured {
+		rows = append(rows, s.imagesRow())
+		if s.Bridge != nil {
+			rows = append(rows, s.bridgeRow())
+		}
+	}
+	return rows
+}
+
+func (s Status) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s Status) imagesRow() Row {
+	row := Row{Result: snapshot.Result{Name: "images", Kind: "image", Hint: "sandbox-guard's image keeper repairs this", Checked: s.now()},
+		Informational: true}
+	switch {
+	case s.ImagesErr != nil:
+		row.Detail = "image keeper cannot start: " + oneLine(s.ImagesErr.Error())
+		return row
+	case s.Plan == nil:
+		row.Detail = "image keeper starting"
+		return row
+	case len(s.Images) == 0:
+		row.OK, row.Detail = true, "no images configured"
+		return row
+	}
+	var parts []string
+	row.OK = true
+	for _, st := range s.Images {
+		switch {
+		case st.Present && st.Pinned:
+			d := st.Name + " present and pinned"
+			if st.Source != st.Name && st.Source != "" {
+				d += " (from " + st.Source + ")"
+			}
+			parts = append(parts, d)
+		case st.Checked.IsZero():
+			row.OK = false
+			parts = append(parts, st.Name+" not checked yet")
+		default:
+			row.OK = false
+			parts = append(parts, st.LastError)
+		}
+		if st.Checked.Before(row.Checked) && !st.Checked.IsZero() {
+			row.Checked = st.Checked
+		}
+	}
+	row.Detail = strings.Join(parts, "; ")
+	return row
+}
+
+func (s Status) bridgeRow() Row {
+	b := s.Bridge
+	row := Row{Result: snapshot.Result{Name: "credential-bridge", Kind: "bridge", Checked: s.now(), OK: b.Plan.Effective}, Informational: true}
+	switch {
+	case !b.Planned:
+		row.OK, row.Detail = false, "credential bridge starting (waits for the image keeper's plan)"
+		return row
+	case b.Plan.Dir == "" || len(b.Plan.Hosts) == 0:
+		row.OK, row.Detail = false, "nothing to write: no ECR host among the kept images or no hosts directory"
+		if b.Plan.Why != "" {
+			row.Detail += " (" + b.Plan.Why + ")"
+		}
+		return row
+	}
+	var parts []string
+	for _, st := range b.Hosts {
+		switch {
+		case st.Err != "":
+			row.OK = false
+			parts = append(parts, st.Host+": "+st.Err)
+		case st.Written.IsZero():
+			if _, err := os.Stat(st.File); err == nil && !b.Running {
+				parts = append(parts, fmt.Sprintf("%s: %s present", st.Host, st.File))
+			} else {
+				row.OK = false
+				parts = append(parts, fmt.Sprintf("%s: %s not written yet", st.Host, st.File))
+			}
+		default:
+			parts = append(parts, fmt.Sprintf("%s: %s, token expires in %d min", st.Host, st.File, int(st.ExpiresAt.Sub(s.now()).Minutes())))
+		}
+	}
+	if !b.Plan.Effective {
+		parts = append(parts, "NOT effective: "+b.Plan.Why+"; fix: "+b.Plan.Fix)
+	} else {
+		parts = append(parts, "effective")
+	}
+	row.Detail = strings.Join(parts, "; ")
+	return row
+}
+
+// status assembles the generation's Status from what its workers published.
+func (g *generation) status() Status {
+	s := Status{Checks: g.store.Load(), ImagesConfigured: g.imagesConfigured()}
+	if g.cfg.ECR.CredentialBridge {
+		s.Bridge = &BridgeStatus{}
+	}
+	st := g.images.Load()
+	if st == nil {
+		return s
+	}
+	s.ImagesErr, s.Plan = st.err, st.plan
+	if st.keeper != nil {
+		s.Images = st.keeper.Status()
+	}
+	if st.plan != nil && s.Bridge != nil {
+		s.Bridge.Planned, s.Bridge.Plan, s.Bridge.Running = true, st.plan.Bridge, st.running
+		if st.bridge != nil {
+			s.Bridge.Hosts = st.bridge.State()
+		}
+	}
+	return s
+}
+
+// errKeeperNotStarted answers /readyz before the keeper has a containerd client.
+var errKeeperNotStarted = errors.New("image keeper not started yet")
+
+// metricChecks converts the snapshot for the metrics (read at scrape time).
+func metricChecks(s *snapshot.Snapshot) (checks []metrics.Check, ready bool) {
+	if s == nil {
+		return nil, false
+	}
+	checks = make([]metrics.Check, 0, len(s.Results))
+	for _, r := range s.Results {
+		checks = append(checks, metrics.Check{Name: r.Name, Kind: r.Kind, OK: r.OK, Took: r.Took})
+	}
+	return checks, s.Ready()
+}
+
+// metricImages converts the keeper's statuses for the metrics (read at scrape time).
+func metricImages(sts []keeper.Status) []metrics.Image {
+	out := make([]metrics.Image, 0, len(sts))
+	for _, st := range sts {
+		out = append(out, metrics.Image{Name: st.Name, Role: st.Role, Present: st.Present, Pinned: st.Pinned,
+			LastRepair: st.LastRepair, Repairs: st.Repairs})
+	}
+	return out
+}
+
+// oneLine keeps multi-line errors (containerd's, AWS's) on one line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -1,0 +1,99 @@
+package supervisor
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandbox-guard/sandbox-guard/internal/bridge"
+	"github.com/sandbox-guard/sandbox-guard/internal/keeper"
+	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
+)
+
+func TestStatusRows(t *testing.T) {
+	now := time.Date(2026, 12, 6, 6, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	present := filepath.Join(t.TempDir(), "hosts.toml")
+	if err := os.WriteFile(present, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plan := &Plan{}
+	checks := &snapshot.Snapshot{Results: []snapshot.Result{{Name: "marker", Kind: "file", OK: true}}}
+	effective := BridgePlan{Dir: "/etc/containerd/certs.d", Hosts: []string{"1.dkr.ecr.us-west-2.amazonaws.com"}, Effective: true}
+	tests := []struct {
+		name   string
+		st     Status
+		names  []string // rows in order
+		ok     []bool
+		detail string // a substring of the last row's detail
+	}{
+		{"checks only", Status{Checks: checks}, []string{"marker"}, []bool{true}, ""},
+		{"images starting", Status{Checks: checks, ImagesConfigured: true}, []string{"marker", "images"}, []bool{true, false}, "image keeper starting"},
+		{"images cannot start", Status{Checks: checks, ImagesConfigured: true, ImagesErr: errors.New("reading\ncontainerd's configuration: bad")},
+			[]string{"marker", "images"}, []bool{true, false}, "image keeper cannot start: reading containerd's configuration: bad"},
+		{"no image configured", Status{ImagesConfigured: true, Plan: plan}, []string{"images"}, []bool{true}, "no images configured"},
+		{"images present, one from a fallback", Status{ImagesConfigured: true, Plan: plan, Images: []keeper.Status{
+			{Name: "a", Present: true, Pinned: true, Source: "a", Checked: now},
+			{Name: "b", Present: true, Pinned: true, Source: "mirror/b", Checked: now},
+		}}, []string{"images"}, []bool{true}, "a present and pinned; b present and pinned (from mirror/b)"},
+		{"image missing and not checked", Status{ImagesConfigured: true, Plan: plan, Images: []keeper.Status{
+			{Name: "a", LastError: "sandbox image a is missing", Checked: now}, {Name: "b"},
+		}}, []string{"images"}, []bool{false}, "sandbox image a is missing; b not checked yet"},
+		{"bridge waiting for the plan", Status{ImagesConfigured: true, Bridge: &BridgeStatus{}}, []string{"images", "credential-bridge"}, []bool{false, false},
+			"credential bridge starting"},
+		{"bridge with nothing to write", Status{ImagesConfigured: true, Plan: plan, Bridge: &BridgeStatus{Planned: true, Plan: BridgePlan{Dir: "/d"}}},
+			[]string{"images", "credential-bridge"}, []bool{true, false}, "nothing to write"},
+		{"bridge written", Status{ImagesConfigured: true, Plan: plan, Bridge: &BridgeStatus{Planned: true, Plan: effective, Running: true,
+			Hosts: []bridge.HostState{{Host: "h", File: "/d/h/hosts.toml", Written: now, ExpiresAt: now.Add(6 * time.Hour)}}}},
+			[]string{"images", "credential-bridge"}, []bool{true, true}, "h: /d/h/hosts.toml, token expires in 360 min; effective"},
+		{"bridge not written yet", Status{ImagesConfigured: true, Plan: plan, Bridge: &BridgeStatus{Planned: true, Plan: effective, Running: true,
+			Hosts: []bridge.HostState{{Host: "h", File: present}}}},
+			[]string{"images", "credential-bridge"}, []bool{true, false}, "not written yet"},
+		{"check reads the running plugin's file", Status{ImagesConfigured: true, Plan: plan, Bridge: &BridgeStatus{Planned: true, Plan: effective,
+			Hosts: []bridge.HostState{{Host: "h", File: present}}}},
+			[]string{"images", "credential-bridge"}, []bool{true, true}, "h: " + present + " present; effective"},
+		{"bridge error and not effective", Status{ImagesConfigured: true, Plan: plan, Bridge: &BridgeStatus{Planned: true, Running: true,
+			Plan:  BridgePlan{Dir: "/d", Hosts: []string{"h"}, Why: "transfer service", Fix: "set use_local_image_pull = true"},
+			Hosts: []bridge.HostState{{Host: "h", Err: "permission denied"}}}},
+			[]string{"images", "credential-bridge"}, []bool{true, false}, "h: permission denied; NOT effective: transfer service; fix: set use_local_image_pull = true"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.st.Now = clock
+			rows := tt.st.Rows()
+			var names []string
+			var oks []bool
+			for _, r := range rows {
+				names = append(names, r.Name)
+				oks = append(oks, r.OK)
+				if r.Name != "marker" && !r.Informational {
+					t.Errorf("row %s is not informational", r.Name)
+				}
+			}
+			if strings.Join(names, ",") != strings.Join(tt.names, ",") || len(oks) != len(tt.ok) {
+				t.Fatalf("rows %v, want %v", names, tt.names)
+			}
+			for i := range oks {
+				if oks[i] != tt.ok[i] {
+					t.Errorf("row %s OK = %v, want %v (%s)", names[i], oks[i], tt.ok[i], rows[i].Detail)
+				}
+			}
+			if last := rows[len(rows)-1].Detail; !strings.Contains(last, tt.detail) {
+				t.Errorf("last row detail %q, want it to contain %q", last, tt.detail)
+			}
+		})
+	}
+}
+
+func TestReadyIgnoresInformationalRows(t *testing.T) {
+	st := Status{Checks: &snapshot.Snapshot{}, ImagesConfigured: true, ImagesErr: errors.New("x")}
+	if !st.Ready() {
+		t.Error("a failing images row made the node not ready")
+	}
+	if (Status{}).Ready() {
+		t.Error("no snapshot yet is ready")
+	}
+}
