@@ -18,6 +18,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/sandbox-guard/sandbox-guard/internal/atomicfile"
 	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
 	"github.com/sandbox-guard/sandbox-guard/internal/ecr"
 )
@@ -201,33 +202,13 @@ func Remove(dir string, hosts []string) error {
 	return errors.Join(errs...)
 }
 
-// WriteAtomic writes a root-only file through a temporary file in the same directory and a
-// rename: containerd skips a hosts.toml that fails to parse, so it must never see half a file.
+// WriteAtomic writes a root-only file (it holds a token) atomically: containerd skips a
+// hosts.toml that fails to parse, so it must never see half a file.
 func WriteAtomic(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".hosts.toml-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, data, 0o600)
 }
 
 // wouldHide says what a new <dir>/<host>/hosts.toml would change besides adding the header:

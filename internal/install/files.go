@@ -8,54 +8,19 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/sandbox-guard/sandbox-guard/internal/atomicfile"
 )
 
-// writeFile puts data at path atomically, so that containerd reading it at any moment sees the
-// old file or the new one, never a part, and the file survives a crash or power loss once this
-// returns (the point of pre-registering is to work after a reboot).
-//
-// The temporary file is made in a fresh hidden directory next to path rather than as a hidden
-// file: containerd's NRI refuses to start ANY plugin when plugin_path holds an executable whose
-// name is not NN-name (a ".tmp" file made executable before the rename would be one), while it
-// skips directories. The directory is on the same mount as path (in the DaemonSet each target
-// directory is a mount of its own), so the rename is atomic; config.d's *.toml glob and conf.d's
-// exact names never match it either.
+// writeFile puts data at path atomically and durably (the point of pre-registering is to work
+// after a reboot). atomicfile stages it in a hidden directory, which containerd's NRI skips: an
+// executable temporary file in plugin_path would stop it from starting any plugin.
 func writeFile(path string, data []byte, mode fs.FileMode) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", dir, err)
 	}
-	tmpDir, err := os.MkdirTemp(dir, ".sandbox-guard-install-")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.RemoveAll(tmpDir)
-	tmp := filepath.Join(tmpDir, filepath.Base(path))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode) // OpenFile's mode is filtered by the umask
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // makes the rename durable; not every file system supports it
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(path, data, mode)
 }
 
 // current is what a path holds now.

@@ -16,6 +16,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/sandbox-guard/sandbox-guard/internal/atomicfile"
 	"github.com/sandbox-guard/sandbox-guard/internal/containerd"
 )
 
@@ -71,21 +72,13 @@ func (l *LocalCopies) Save(ctx context.Context, imgs Images, name string, target
 	if err := os.MkdirAll(filepath.Dir(archive), 0o700); err != nil {
 		return false, fmt.Errorf("local copy of %s: %w", name, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(archive), ".export-*")
+	arch, err := atomicfile.Create(archive, 0o600)
 	if err != nil {
 		return false, fmt.Errorf("local copy of %s: %w", name, err)
 	}
-	defer os.Remove(tmp.Name()) // gone after the rename
+	defer arch.Discard() // no effect after Commit
 	h := sha256.New()
-	if err := imgs.Export(ctx, name, io.MultiWriter(tmp, h)); err != nil {
-		tmp.Close()
-		return false, fmt.Errorf("local copy of %s: %w", name, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return false, fmt.Errorf("local copy of %s: %w", name, err)
-	}
-	if err := tmp.Close(); err != nil {
+	if err := imgs.Export(ctx, name, io.MultiWriter(arch, h)); err != nil {
 		return false, fmt.Errorf("local copy of %s: %w", name, err)
 	}
 	now := time.Now
@@ -95,15 +88,20 @@ func (l *LocalCopies) Save(ctx context.Context, imgs Images, name string, target
 	rec := copyRecord{Name: name, Target: target.Digest.String(), MediaType: target.MediaType, Size: target.Size,
 		ArchiveSHA256: hex.EncodeToString(h.Sum(nil)), Source: source, Saved: now().UTC()}
 	b, _ := json.MarshalIndent(rec, "", "  ")
-	if err := writeFileAtomic(recPath+".new", b); err != nil {
+	recFile, err := atomicfile.Create(recPath, 0o600)
+	if err != nil {
+		return false, fmt.Errorf("local copy of %s: %w", name, err)
+	}
+	defer recFile.Discard()
+	if _, err := recFile.Write(b); err != nil {
 		return false, fmt.Errorf("local copy of %s: %w", name, err)
 	}
 	// Archive first, then its record: a crash in between leaves a record that does not match
 	// the archive, which Restore refuses rather than importing the wrong bytes.
-	if err := os.Rename(tmp.Name(), archive); err != nil {
+	if err := arch.Commit(); err != nil {
 		return false, fmt.Errorf("local copy of %s: %w", name, err)
 	}
-	if err := os.Rename(recPath+".new", recPath); err != nil {
+	if err := recFile.Commit(); err != nil {
 		return false, fmt.Errorf("local copy of %s: %w", name, err)
 	}
 	return true, nil
@@ -168,14 +166,6 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // archiveTarget reads the digest of the image an OCI archive holds, from its index.json.

@@ -18,10 +18,10 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/sandbox-guard/sandbox-guard/internal/atomicfile"
 	"github.com/sandbox-guard/sandbox-guard/internal/ecr/ecrtest"
 )
 
@@ -67,7 +67,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	srv := &http.Server{Handler: fake, ReadHeaderTimeout: 10 * time.Second}
 	addr := ln.Addr().String()
 	if *addrFile != "" {
-		if err := writeAtomic(*addrFile, addr); err != nil {
+		if err := atomicfile.Write(*addrFile, []byte(addr), 0o600); err != nil {
 			_ = ln.Close()
 			return fmt.Errorf("--addr-file: %w", err)
 		}
@@ -91,27 +91,6 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		return err
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-func writeAtomic(path, content string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".addr-*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.WriteString(content); err != nil {
-		_ = tmp.Close()
-		_ = os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		_ = os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		_ = os.Remove(tmp.Name())
 		return err
 	}
 	return nil
