@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/atomicfile"
@@ -43,7 +44,6 @@ type Bridge struct {
 	Dir     string   // the hosts directory containerd reads (config_path)
 	Hosts   []string // ECR registry hosts of the kept images
 	Tokens  Tokens
-	Log     logrus.FieldLogger
 	Now     func() time.Time
 	OnWrite func(host, outcome string) // metrics
 
@@ -96,7 +96,7 @@ func (b *Bridge) runHost(ctx context.Context, host string) {
 		next, err := b.Refresh(ctx, host)
 		if err != nil {
 			next = bo.Next()
-			b.Log.WithField("host", host).WithField("retry_in", next.Round(time.Second).String()).WithError(err).Error("credential bridge not refreshed")
+			log.G(ctx).WithField("host", host).WithField("retry_in", next.Round(time.Second).String()).WithError(err).Error("credential bridge not refreshed")
 		} else {
 			bo.Reset()
 		}
@@ -151,7 +151,7 @@ func (b *Bridge) Refresh(ctx context.Context, host string) (time.Duration, error
 			return 0, err
 		}
 		b.onWrite(host, "written")
-		b.Log.WithFields(logrus.Fields{"file": file, "expires": creds.ExpiresAt.UTC().Format(time.RFC3339)}).Info("credential bridge entry written")
+		log.G(ctx).WithFields(logrus.Fields{"file": file, "expires": creds.ExpiresAt.UTC().Format(time.RFC3339)}).Info("credential bridge entry written")
 	}
 	st.Written, st.ExpiresAt = b.now(), creds.ExpiresAt
 	// Half of the remaining lifetime, as the token cache does: the next Credentials call then

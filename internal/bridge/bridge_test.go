@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/ecr"
@@ -22,8 +23,9 @@ func (f fixedTokens) Credentials(context.Context, string) (ecr.Credentials, erro
 
 func TestRefresh(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	log := logrus.New()
-	log.SetOutput(io.Discard)
+	quiet := logrus.New()
+	quiet.SetOutput(io.Discard)
+	ctx := log.WithLogger(context.Background(), logrus.NewEntry(quiet))
 	tests := []struct {
 		name    string
 		setup   func(dir string)
@@ -47,8 +49,8 @@ func TestRefresh(t *testing.T) {
 				tt.setup(dir)
 			}
 			before, _ := os.ReadFile(filepath.Join(dir, host, "hosts.toml"))
-			b := &Bridge{Dir: dir, Hosts: []string{host}, Tokens: fixedTokens{now.Add(12 * time.Hour)}, Log: log, Now: func() time.Time { return now }}
-			next, err := b.Refresh(context.Background(), host)
+			b := &Bridge{Dir: dir, Hosts: []string{host}, Tokens: fixedTokens{now.Add(12 * time.Hour)}, Now: func() time.Time { return now }}
+			next, err := b.Refresh(ctx, host)
 			after, _ := os.ReadFile(filepath.Join(dir, host, "hosts.toml"))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), dir) {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/containerd/log"
 	"github.com/fsnotify/fsnotify"
 	"github.com/sirupsen/logrus"
 
@@ -50,7 +51,6 @@ type Options struct {
 	Interval   time.Duration // between refreshes while all is well
 	MaxBackoff time.Duration // cap of the delay while probes error
 	Timeout    time.Duration // per probe
-	Log        logrus.FieldLogger
 	Now        func() time.Time
 	// OnRefresh, when set, hears about every published snapshot.
 	OnRefresh func(*snapshot.Snapshot)
@@ -84,11 +84,6 @@ func NewRunner(checks []Check, store *snapshot.Store, opts Options) *Runner {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	if opts.Log == nil {
-		l := logrus.New()
-		l.SetLevel(logrus.PanicLevel)
-		opts.Log = l
 	}
 	return &Runner{checks: checks, store: store, opts: opts, kick: make(chan struct{}, 1), inflight: make([]atomic.Bool, len(checks)), lastOK: make([]time.Time, len(checks))}
 }
@@ -163,7 +158,7 @@ wait:
 			snap.ReadySince = r.previous.ReadySince
 		}
 	}
-	r.logTransitions(snap)
+	r.logTransitions(ctx, snap)
 	r.previous = snap
 	r.store.Publish(snap)
 	if r.opts.OnRefresh != nil {
@@ -227,7 +222,7 @@ func (r *Runner) probe(ctx context.Context, c Check) (res snapshot.Result, error
 	}, out.Err
 }
 
-func (r *Runner) logTransitions(snap *snapshot.Snapshot) {
+func (r *Runner) logTransitions(ctx context.Context, snap *snapshot.Snapshot) {
 	for i, res := range snap.Results {
 		var was *snapshot.Result
 		if r.previous != nil && i < len(r.previous.Results) {
@@ -236,7 +231,7 @@ func (r *Runner) logTransitions(snap *snapshot.Snapshot) {
 		if was != nil && was.OK == res.OK {
 			continue
 		}
-		l := r.opts.Log.WithFields(logrus.Fields{"check": res.Name, "kind": res.Kind, "detail": res.Detail})
+		l := log.G(ctx).WithFields(logrus.Fields{"check": res.Name, "kind": res.Kind, "detail": res.Detail})
 		if res.OK {
 			l.Info("check passes")
 		} else {
@@ -244,7 +239,7 @@ func (r *Runner) logTransitions(snap *snapshot.Snapshot) {
 		}
 	}
 	if (r.previous == nil || !r.previous.Ready()) && snap.Ready() {
-		r.opts.Log.Info("node ready: every check passes")
+		log.G(ctx).Info("node ready: every check passes")
 	}
 }
 
@@ -296,7 +291,7 @@ func (r *Runner) Run(ctx context.Context) {
 func (r *Runner) watch(ctx context.Context) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		r.opts.Log.WithError(err).Warn("cannot watch CNI directories; relying on the refresh interval")
+		log.G(ctx).WithError(err).Warn("cannot watch CNI directories; relying on the refresh interval")
 		return
 	}
 	defer w.Close()

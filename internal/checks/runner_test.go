@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	clog "github.com/containerd/log"
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 	"go.uber.org/goleak"
@@ -201,7 +202,8 @@ func TestRefreshLogsTransitions(t *testing.T) {
 	a, b := &switchProber{}, &switchProber{}
 	a.ok.Store(true)
 	var store snapshot.Store
-	r := NewRunner([]Check{{Name: "a", Kind: "file", Prober: a}, {Name: "b", Kind: "file", Prober: b}}, &store, Options{Log: log})
+	r := NewRunner([]Check{{Name: "a", Kind: "file", Prober: a}, {Name: "b", Kind: "file", Prober: b}}, &store, Options{})
+	ctx := clog.WithLogger(context.Background(), logrus.NewEntry(log))
 
 	type entry struct{ level, msg, check string }
 	entries := func() []entry {
@@ -228,7 +230,7 @@ func TestRefreshLogsTransitions(t *testing.T) {
 	for _, st := range steps {
 		a.ok.Store(st.aOK)
 		b.ok.Store(st.bOK)
-		r.Refresh(context.Background())
+		r.Refresh(ctx)
 		got := entries()
 		if fmt.Sprint(got) != fmt.Sprint(st.want) {
 			t.Errorf("%s: logged %v, want %v", st.name, got, st.want)
@@ -432,8 +434,8 @@ func TestNewRunnerDefaults(t *testing.T) {
 			t.Errorf("NewRunner(%+v) options = %v, %v, %v; want %v, %v, %v", tt.in,
 				r.opts.Interval, r.opts.MaxBackoff, r.opts.Timeout, tt.interval, tt.maxBackoff, tt.timeout)
 		}
-		if r.opts.Now == nil || r.opts.Log == nil {
-			t.Errorf("NewRunner(%+v) left Now or Log nil", tt.in)
+		if r.opts.Now == nil {
+			t.Errorf("NewRunner(%+v) left Now nil", tt.in)
 		}
 	}
 }

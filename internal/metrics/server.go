@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	clog "github.com/containerd/log"
 	"github.com/sirupsen/logrus"
 )
 
@@ -38,7 +39,6 @@ type Server struct {
 	addr string
 	m    *Metrics
 	h    Health
-	log  logrus.FieldLogger
 	// readyTimeout bounds one /readyz containerd probe (a field so tests can shorten it).
 	readyTimeout time.Duration
 
@@ -49,20 +49,16 @@ type Server struct {
 }
 
 // NewServer returns a server for addr (host:port; ":0" picks a free port). m may be nil (no
-// /metrics); h nil makes /readyz always answer 503; log nil discards.
-func NewServer(addr string, m *Metrics, h Health, log logrus.FieldLogger) *Server {
-	if log == nil {
-		l := logrus.New()
-		l.SetOutput(io.Discard)
-		log = l
-	}
-	return &Server{addr: addr, m: m, h: h, log: log, readyTimeout: defaultReadyTimeout, done: make(chan struct{})}
+// /metrics); h nil makes /readyz always answer 503.
+func NewServer(addr string, m *Metrics, h Health) *Server {
+	return &Server{addr: addr, m: m, h: h, readyTimeout: defaultReadyTimeout, done: make(chan struct{})}
 }
 
 // Start listens on the address, returning the error at once when that fails, then serves in the
 // background until ctx ends, when it shuts down (in-flight requests get shutdownTimeout). Use
-// Wait to wait for the shutdown. A Server starts once.
+// Wait to wait for the shutdown. A Server starts once. It logs to ctx's logger.
 func (s *Server) Start(ctx context.Context) error {
+	logger := clog.G(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.started {
@@ -85,14 +81,14 @@ func (s *Server) Start(ctx context.Context) error {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          log.New(logWriter{s.log}, "", 0),
+		ErrorLog:          log.New(logWriter{logger}, "", 0),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			s.log.WithError(err).Error("metrics server stopped")
+			logger.WithError(err).Error("metrics server stopped")
 		}
 	}()
 	go func() {
@@ -107,9 +103,9 @@ func (s *Server) Start(ctx context.Context) error {
 			_ = srv.Close()
 		}
 		<-served
-		s.log.Debug("metrics server shut down")
+		logger.Debug("metrics server shut down")
 	}()
-	s.log.WithField("addr", ln.Addr().String()).Info("serving /metrics, /healthz and /readyz")
+	logger.WithField("addr", ln.Addr().String()).Info("serving /metrics, /healthz and /readyz")
 	return nil
 }
 
@@ -190,7 +186,7 @@ func oneLine(s string) string {
 }
 
 // logWriter sends net/http's own messages (bad requests, accept errors) to the logger.
-type logWriter struct{ log logrus.FieldLogger }
+type logWriter struct{ log *logrus.Entry }
 
 func (w logWriter) Write(p []byte) (int, error) {
 	w.log.Debug("metrics server: " + strings.TrimSpace(string(p)))

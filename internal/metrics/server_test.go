@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	clog "github.com/containerd/log"
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 )
@@ -81,7 +82,7 @@ func TestServerEndpoints(t *testing.T) {
 	m := New()
 	m.ObservePod("admit", nil, time.Microsecond)
 	h := &fakeHealth{}
-	s := NewServer("127.0.0.1:0", m, h, nil)
+	s := NewServer("127.0.0.1:0", m, h)
 	s.readyTimeout = 100 * time.Millisecond
 	startServer(t, s)
 	if strings.HasSuffix(s.Addr(), ":0") {
@@ -136,7 +137,7 @@ func TestServerEndpoints(t *testing.T) {
 }
 
 func TestServerWithoutMetricsOrHealth(t *testing.T) {
-	s := NewServer("127.0.0.1:0", nil, nil, nil)
+	s := NewServer("127.0.0.1:0", nil, nil)
 	startServer(t, s)
 	if code, _ := get(t, s, http.MethodGet, "/metrics"); code != http.StatusNotFound {
 		t.Errorf("/metrics without metrics = %d, want 404", code)
@@ -163,7 +164,7 @@ func TestServerBusyAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	s := NewServer(ln.Addr().String(), New(), &fakeHealth{}, nil)
+	s := NewServer(ln.Addr().String(), New(), &fakeHealth{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := time.Now()
@@ -179,12 +180,12 @@ func TestServerBusyAddress(t *testing.T) {
 	}
 	s.Wait() // never started: returns at once
 	// A failed Start can be retried.
-	s2 := NewServer("127.0.0.1:0", nil, nil, nil)
+	s2 := NewServer("127.0.0.1:0", nil, nil)
 	startServer(t, s2)
 }
 
 func TestServerBadAddress(t *testing.T) {
-	s := NewServer("not an address", nil, nil, nil)
+	s := NewServer("not an address", nil, nil)
 	if err := s.Start(context.Background()); err == nil {
 		t.Fatal("Start with a bad address succeeded")
 	}
@@ -193,8 +194,8 @@ func TestServerBadAddress(t *testing.T) {
 func TestServerStopsWhenCtxEnds(t *testing.T) {
 	log, hook := logtest.NewNullLogger()
 	log.SetLevel(logrus.DebugLevel)
-	s := NewServer("127.0.0.1:0", New(), &fakeHealth{}, log)
-	ctx, cancel := context.WithCancel(context.Background())
+	s := NewServer("127.0.0.1:0", New(), &fakeHealth{})
+	ctx, cancel := context.WithCancel(clog.WithLogger(context.Background(), logrus.NewEntry(log)))
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +242,7 @@ func TestServerStopsWhenCtxEnds(t *testing.T) {
 func TestServerStartWithEndedCtx(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	s := NewServer("127.0.0.1:0", nil, nil, nil)
+	s := NewServer("127.0.0.1:0", nil, nil)
 	if err := s.Start(ctx); err == nil {
 		t.Fatal("Start with an ended ctx succeeded")
 	}
@@ -249,7 +250,7 @@ func TestServerStartWithEndedCtx(t *testing.T) {
 }
 
 func TestServerAddrBeforeStart(t *testing.T) {
-	if got := NewServer(":9464", nil, nil, nil).Addr(); got != ":9464" {
+	if got := NewServer(":9464", nil, nil).Addr(); got != ":9464" {
 		t.Errorf("Addr() before Start = %q", got)
 	}
 }

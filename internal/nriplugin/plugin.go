@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/containerd/log"
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
 	"github.com/sirupsen/logrus"
@@ -35,7 +36,6 @@ type Options struct {
 	SocketPath string
 	Name       string
 	Idx        string
-	Log        logrus.FieldLogger
 	// Configure receives the configuration text containerd sends: the plugin's .conf file when
 	// pre-registered, empty for an external plugin. It must return quickly and never fail the
 	// handshake (containerd 1.7.11 exits when a pre-registered plugin fails to configure).
@@ -55,6 +55,7 @@ type Options struct {
 // Plugin is the NRI plugin. Its handlers are the methods the stub discovers by interface.
 type Plugin struct {
 	opts      Options
+	log       *logrus.Entry
 	admitter  atomic.Pointer[admitterBox]
 	connected atomic.Bool
 	connects  atomic.Int64
@@ -62,18 +63,16 @@ type Plugin struct {
 
 type admitterBox struct{ Admitter }
 
-// New returns a plugin that admits every pod until SetAdmitter is called.
-func New(opts Options) *Plugin {
-	if opts.Log == nil {
-		opts.Log = logrus.StandardLogger()
-	}
+// New returns a plugin that admits every pod until SetAdmitter is called. It logs to ctx's
+// logger.
+func New(ctx context.Context, opts Options) *Plugin {
 	if opts.StandByRecheck <= 0 {
 		opts.StandByRecheck = 10 * time.Second
 	}
 	if opts.Reconnect.Initial == 0 {
 		opts.Reconnect = backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.2}
 	}
-	return &Plugin{opts: opts}
+	return &Plugin{opts: opts, log: log.G(ctx)}
 }
 
 // SetAdmitter installs the gate; nil admits every pod (gate off).
@@ -100,7 +99,7 @@ func (p *Plugin) Connects() int64 { return p.connects.Load() }
 
 // Configure is the NRI handshake's configuration step.
 func (p *Plugin) Configure(ctx context.Context, config, runtime, version string) (stub.EventMask, error) {
-	p.opts.Log.WithFields(logrus.Fields{"runtime": runtime, "version": version}).Info("connected to the container runtime")
+	p.log.WithFields(logrus.Fields{"runtime": runtime, "version": version}).Info("connected to the container runtime")
 	p.setConnected(true)
 	p.connects.Add(1)
 	if p.opts.Configure != nil {
@@ -152,7 +151,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		p.opts.Log.WithError(err).Info("containerd closed the NRI connection; exiting")
+		p.log.WithError(err).Info("containerd closed the NRI connection; exiting")
 		return nil
 	}
 	b := backoff.New(p.opts.Reconnect)
@@ -161,7 +160,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 		if p.opts.StandBy != nil {
 			if yes, why := p.opts.StandBy(); yes {
 				if !standingBy {
-					p.opts.Log.Warn("standing by, not gating: " + why)
+					p.log.Warn("standing by, not gating: " + why)
 				}
 				standingBy = true
 				if !backoff.Sleep(ctx, p.opts.StandByRecheck) {
@@ -170,7 +169,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 				continue
 			}
 			if standingBy {
-				p.opts.Log.Info("no longer standing by: connecting to containerd")
+				p.log.Info("no longer standing by: connecting to containerd")
 			}
 			standingBy = false
 		}
@@ -191,7 +190,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 		if err == nil {
 			err = errors.New("connection closed")
 		}
-		p.opts.Log.WithError(err).WithField("retry_in", d.Round(time.Millisecond).String()).
+		p.log.WithError(err).WithField("retry_in", d.Round(time.Millisecond).String()).
 			Warn("not connected to containerd's NRI socket " + p.opts.SocketPath)
 		if !backoff.Sleep(ctx, d) {
 			return nil
@@ -202,10 +201,10 @@ func (p *Plugin) Run(ctx context.Context) error {
 
 func (p *Plugin) newStub() (stub.Stub, error) {
 	opts := []stub.Option{
-		stub.WithLogger(nriLogger{p.opts.Log}),
+		stub.WithLogger(nriLogger{p.log}),
 		stub.WithOnClose(func() {
 			p.setConnected(false)
-			p.opts.Log.Warn("NRI connection closed")
+			p.log.Warn("NRI connection closed")
 		}),
 	}
 	// Name and index of a pre-registered plugin come from the environment; setting them again

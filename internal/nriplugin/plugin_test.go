@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/log"
 	"github.com/containerd/nri/pkg/adaptation"
 	"github.com/containerd/nri/pkg/api"
 	nrilog "github.com/containerd/nri/pkg/log"
@@ -34,6 +35,11 @@ func quietLog() *logrus.Logger {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	return l
+}
+
+// quietCtx carries a logger that discards.
+func quietCtx() context.Context {
+	return log.WithLogger(context.Background(), logrus.NewEntry(quietLog()))
 }
 
 func podNetNS() []*api.LinuxNamespace {
@@ -134,7 +140,7 @@ func TestRunPodSandbox(t *testing.T) {
 		Linux: &api.LinuxPodSandbox{Namespaces: podNetNS()}}
 
 	t.Run("no admitter admits", func(t *testing.T) {
-		p := New(Options{Log: quietLog()})
+		p := New(quietCtx(), Options{})
 		if err := p.RunPodSandbox(context.Background(), pod); err != nil {
 			t.Errorf("RunPodSandbox without an admitter = %v", err)
 		}
@@ -144,7 +150,7 @@ func TestRunPodSandbox(t *testing.T) {
 	})
 
 	t.Run("rejection returned verbatim", func(t *testing.T) {
-		p := New(Options{Log: quietLog()})
+		p := New(quietCtx(), Options{})
 		a := &recordingAdmitter{reject: func(gate.Pod) error { return errRejected }}
 		p.SetAdmitter(a)
 		err := p.RunPodSandbox(context.Background(), pod)
@@ -158,7 +164,7 @@ func TestRunPodSandbox(t *testing.T) {
 	})
 
 	t.Run("admitting admitter", func(t *testing.T) {
-		p := New(Options{Log: quietLog()})
+		p := New(quietCtx(), Options{})
 		a := &recordingAdmitter{}
 		p.SetAdmitter(a)
 		if err := p.RunPodSandbox(context.Background(), nil); err != nil {
@@ -170,7 +176,7 @@ func TestRunPodSandbox(t *testing.T) {
 	})
 
 	t.Run("SetAdmitter nil turns the gate off", func(t *testing.T) {
-		p := New(Options{Log: quietLog()})
+		p := New(quietCtx(), Options{})
 		a := &recordingAdmitter{reject: func(gate.Pod) error { return errRejected }}
 		p.SetAdmitter(a)
 		p.SetAdmitter(nil)
@@ -183,7 +189,7 @@ func TestRunPodSandbox(t *testing.T) {
 	})
 
 	t.Run("admitter replaced concurrently", func(t *testing.T) {
-		p := New(Options{Log: quietLog()})
+		p := New(quietCtx(), Options{})
 		var wg sync.WaitGroup
 		for i := 0; i < 4; i++ {
 			wg.Add(2)
@@ -210,7 +216,7 @@ func TestRunPodSandbox(t *testing.T) {
 
 func TestConfigure(t *testing.T) {
 	var got []string
-	p := New(Options{Log: quietLog(), Configure: func(_ context.Context, cfg string) { got = append(got, cfg) }})
+	p := New(quietCtx(), Options{Configure: func(_ context.Context, cfg string) { got = append(got, cfg) }})
 	if p.Connected() || p.Connects() != 0 {
 		t.Fatal("a new plugin is not connected")
 	}
@@ -370,7 +376,7 @@ func TestAgainstNRIRuntime(t *testing.T) {
 		}
 		return fmt.Errorf("sandbox-guard: pod %s not started: node network not ready: marker: /run/x does not exist; kubelet will retry", p)
 	}}
-	p := New(Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10", Log: quietLog(),
+	p := New(quietCtx(), Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10",
 		Reconnect: backoff.Policy{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
 	p.SetAdmitter(admitter)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -456,7 +462,7 @@ func TestReconnectsUntilRuntimeAppears(t *testing.T) {
 	rt := &fakeRuntime{t: t, dir: dir}
 	t.Cleanup(rt.stop)
 
-	p := New(Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10", Log: quietLog(),
+	p := New(quietCtx(), Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10",
 		Reconnect: backoff.Policy{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -482,7 +488,7 @@ func TestReconnectsUntilRuntimeAppears(t *testing.T) {
 }
 
 func TestRunReturnsWhenCancelledWhileDisconnected(t *testing.T) {
-	p := New(Options{SocketPath: filepath.Join(t.TempDir(), "absent.sock"), Name: "sandbox-guard", Idx: "10", Log: quietLog(),
+	p := New(quietCtx(), Options{SocketPath: filepath.Join(t.TempDir(), "absent.sock"), Name: "sandbox-guard", Idx: "10",
 		Reconnect: backoff.Policy{Initial: time.Hour, Max: time.Hour}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -513,7 +519,7 @@ func TestStandsByWhileToldTo(t *testing.T) {
 	var standBy atomic.Bool
 	var asked atomic.Int32
 	standBy.Store(true)
-	p := New(Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10", Log: quietLog(),
+	p := New(quietCtx(), Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10",
 		Reconnect:      backoff.Policy{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond},
 		StandByRecheck: 5 * time.Millisecond,
 		StandBy: func() (bool, string) {

@@ -84,7 +84,6 @@ func newGeneration(ctx context.Context, cfg *config.Config, m *metrics.Metrics) 
 		Interval:   cfg.Refresh.Interval.Duration,
 		MaxBackoff: cfg.Refresh.MaxBackoff.Duration,
 		Timeout:    cfg.Refresh.Timeout.Duration,
-		Log:        logger,
 	})
 	var observe hook.Observer
 	if m != nil {
@@ -179,7 +178,7 @@ func (g *generation) workersFor(ctx context.Context, plan *Plan) *imagesState {
 	}
 	st := &imagesState{plan: plan, client: client, keeper: keeper.New(client, opts)}
 	if g.cfg.ECR.CredentialBridge && plan.Bridge.Dir != "" && len(plan.Bridge.Hosts) > 0 {
-		st.bridge = &bridge.Bridge{Dir: plan.Bridge.Dir, Hosts: plan.Bridge.Hosts, Tokens: g.ecr, Log: log.G(ctx), OnWrite: g.metrics.ObserveBridgeWrite}
+		st.bridge = &bridge.Bridge{Dir: plan.Bridge.Dir, Hosts: plan.Bridge.Hosts, Tokens: g.ecr, OnWrite: g.metrics.ObserveBridgeWrite}
 	}
 	return st
 }

@@ -37,7 +37,7 @@ type External struct {
 // compile) is returned before anything runs.
 func RunExternal(ctx context.Context, cfg *config.Config, o External) error {
 	s := New(o.Version)
-	p := nriplugin.New(nriplugin.Options{SocketPath: o.Socket, Name: PluginName, Idx: PluginIdx, Log: log.G(ctx),
+	p := nriplugin.New(ctx, nriplugin.Options{SocketPath: o.Socket, Name: PluginName, Idx: PluginIdx,
 		OnConnection: s.NRIConnected, StandBy: standBy(o.YieldTo)})
 	s.SetNRI(p)
 	p.SetAdmitter(s)
@@ -77,7 +77,7 @@ func RunPreRegistered(ctx context.Context, version string) error {
 		source: fmt.Sprintf("%s-%s.conf (from containerd's plugin_config_path)", os.Getenv(api.PluginIdxEnvVar), os.Getenv(api.PluginNameEnvVar))}
 	pr.log.SetOutput(pr.deferred)
 	ctx = log.WithLogger(ctx, logrus.NewEntry(pr.log))
-	p := nriplugin.New(nriplugin.Options{PreRegistered: true, Log: log.G(ctx), OnConnection: pr.s.NRIConnected,
+	p := nriplugin.New(ctx, nriplugin.Options{PreRegistered: true, OnConnection: pr.s.NRIConnected,
 		// The workers outlive the Configure request: they run under the process's context.
 		Configure: func(_ context.Context, text string) { pr.configure(ctx, text) }})
 	pr.s.SetNRI(p)

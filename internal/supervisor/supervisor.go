@@ -195,14 +195,13 @@ func (s *Supervisor) startMetrics(ctx context.Context, cfg *config.Config) {
 		return 0
 	})
 	s.m.Store(m)
-	srv := metrics.NewServer(cfg.Metrics.Address, m, health{s}, log.G(ctx))
+	srv := metrics.NewServer(cfg.Metrics.Address, m, health{s})
 	if err := srv.Start(ctx); err != nil {
 		// Another sandbox-guard on the port: logged, never fatal, the gate matters more.
 		log.G(ctx).WithError(err).Error("metrics and health server not started")
 		return
 	}
 	s.srv = srv
-	log.G(ctx).WithField("address", srv.Addr()).Info("serving /metrics, /healthz and /readyz")
 }
 
 // health answers /readyz: connected to NRI and to containerd.

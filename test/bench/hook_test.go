@@ -497,7 +497,7 @@ func startInProcess(t testing.TB, name string, admitter nriplugin.Admitter) (*nr
 	ca := &countingAdmitter{a: admitter}
 	quiet := logrus.New()
 	quiet.SetOutput(io.Discard)
-	p := nriplugin.New(nriplugin.Options{SocketPath: rt.sock, Name: "sandbox-guard", Idx: "10", Log: quiet,
+	p := nriplugin.New(clog.WithLogger(context.Background(), logrus.NewEntry(quiet)), nriplugin.Options{SocketPath: rt.sock, Name: "sandbox-guard", Idx: "10",
 		Reconnect: backoff.Policy{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}})
 	p.SetAdmitter(ca)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -544,7 +544,7 @@ func TestNRINoopChild(t *testing.T) {
 	var calls atomic.Int64
 	quiet := logrus.New()
 	quiet.SetOutput(io.Discard)
-	p := nriplugin.New(nriplugin.Options{SocketPath: sock, Name: "noop", Idx: "10", Log: quiet})
+	p := nriplugin.New(clog.WithLogger(ctx, logrus.NewEntry(quiet)), nriplugin.Options{SocketPath: sock, Name: "noop", Idx: "10"})
 	p.SetAdmitter(admitFunc(func(context.Context, gate.Pod) error {
 		if calls.Add(1) == 1 {
 			fmt.Println("SGBENCH-NOOP-FIRST-CALL")
