@@ -6,8 +6,9 @@ BIN := bin/sandbox-guard
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DEPS := test/tools/install-deps.sh
 export SG_CACHE ?= /var/cache/sandbox-guard-e2e
-# End-to-end runs use this environment: real containerd 2.x and 1.7, runc, CNI, registry, crictl.
-WITH_DEPS = set -o pipefail; eval "$$($(DEPS))" && export SG_PLUGIN=$(CURDIR)/$(BIN) &&
+# End-to-end runs use this environment: real containerd 2.x and 1.7, runc, CNI, registry and the
+# real crictl ($(DEPS) keeps CRICTL if set, else builds it). A failing $(DEPS) stops the target.
+WITH_DEPS = set -o pipefail; deps=$$($(DEPS)) && eval "$$deps" && export SG_PLUGIN=$(CURDIR)/$(BIN) &&
 
 .PHONY: all build unit e2e test bench demo lint clean deps
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # install-deps.sh: build the real binaries the end-to-end tests drive into a cache outside the
 # repository (default /var/cache/sandbox-guard-e2e, override with SG_CACHE). Idempotent: every
-# component is built once per pinned version. Prints shell exports for the test environment.
+# component is built once per pinned version. Prints shell exports for the test environment,
+# always including CRICTL: the one given in the environment if set, else the real crictl built
+# here with ../shared/tools/build-crictl (offline) or, without ../shared, from the Go module proxy.
 #
 #   eval "$(test/tools/install-deps.sh)"
 set -euo pipefail
@@ -12,10 +14,15 @@ CONTAINERD17=${CONTAINERD17_VERSION:-v1.7.35}
 RUNC=${RUNC_VERSION:-v1.3.6}
 CNI=${CNI_VERSION:-v1.9.1}
 REGISTRY=${REGISTRY_VERSION:-v3.1.2}
+CRICTL_VERSION=${CRICTL_VERSION:-v1.37.0} # only where ../shared/tools/build-crictl is missing
 here=$(cd "$(dirname "$0")" && pwd)
 shared=${SG_SHARED:-$(cd "$here/../../.." && pwd)/shared}
 
 log() { echo "install-deps: $*" >&2; }
+if [ -n "${CRICTL:-}" ] && [ ! -x "$CRICTL" ]; then
+  log "CRICTL=$CRICTL is not an executable file (unset CRICTL to build the real crictl into $CACHE)"
+  exit 1
+fi
 mkdir -p "$CACHE"
 export GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
 
@@ -76,11 +83,16 @@ build_go registry "$REGISTRY" 0 github.com/distribution/distribution/v3/cmd/regi
 wait $p1
 build_containerd17
 
-crictl=""
-if [ -x "$shared/tools/build-crictl" ]; then
+# The tests drive every node with the real crictl.
+if [ -n "${CRICTL:-}" ]; then
+  crictl=$(readlink -f "$CRICTL")
+elif [ -x "$shared/tools/build-crictl" ]; then
   crictl=$("$shared/tools/build-crictl" "$CACHE/crictl" | tail -1)
 else
-  log "no $shared/tools/build-crictl: the tests use the project's own CRI client"
+  log "no $shared/tools/build-crictl: crictl $CRICTL_VERSION from the Go module proxy"
+  GOFLAGS="$GOFLAGS -ldflags=-X=sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+    build_go crictl "$CRICTL_VERSION" 0 sigs.k8s.io/cri-tools/cmd/crictl
+  crictl=$CACHE/crictl-$CRICTL_VERSION/bin/crictl
 fi
 
 cat <<OUT
@@ -89,6 +101,5 @@ export SG_CONTAINERD17=$CACHE/containerd-$CONTAINERD17/bin
 export SG_RUNC=$CACHE/runc-$RUNC/bin/runc
 export SG_CNI_BIN=$CACHE/cni-$CNI/bin
 export SG_REGISTRY=$CACHE/registry-$REGISTRY/bin/registry
+export CRICTL=$crictl
 OUT
-[ -n "$crictl" ] && echo "export CRICTL=$crictl"
-exit 0

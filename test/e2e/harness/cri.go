@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// CRI drives a node through crictl (real crictl when CRICTL is set), the way kubelet would.
+// CRI drives a node through the real crictl (env CRICTL), the way kubelet would.
 type CRI struct {
 	t      testing.TB
 	bin    string

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -28,7 +29,7 @@ type Env struct {
 	Runc        string
 	CNIBin      string
 	Registry    string
-	Crictl      string // real crictl, or the project's crictl-compatible client
+	Crictl      string // the real crictl (env CRICTL)
 	Plugin      string // the sandbox-guard binary under test
 	Pause       string // the static pause binary for the test image
 	RepoRoot    string
@@ -103,6 +104,9 @@ func load() (*Env, error) {
 			return nil, fmt.Errorf("%s not installed", tool)
 		}
 	}
+	if e.Crictl, err = crictl(); err != nil {
+		return nil, err
+	}
 	bin, err := os.MkdirTemp("", "sg-e2e-bin-")
 	if err != nil {
 		return nil, err
@@ -126,13 +130,35 @@ func load() (*Env, error) {
 	if e.Pause, err = build("pause", "./test/pause", "CGO_ENABLED=0"); err != nil {
 		return nil, err
 	}
-	if e.Crictl = os.Getenv("CRICTL"); e.Crictl == "" {
-		if e.Crictl, err = build("crictl-lite", "./test/cri/crictl-lite"); err != nil {
-			return nil, err
-		}
-		fmt.Fprintln(os.Stderr, "harness: CRICTL not set, using the project's crictl-compatible client", e.Crictl)
-	}
 	return e, nil
+}
+
+// crictlHowTo says how to get crictl; every crictl error ends with it.
+const crictlHowTo = "set CRICTL to a crictl binary: `eval \"$(test/tools/install-deps.sh)\"` builds one into $SG_CACHE " +
+	"(with ../shared/tools/build-crictl, else `go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0`) and exports CRICTL"
+
+// crictl returns the real crictl named by env CRICTL, after asking it for its version, so a
+// wrong path fails here with one message instead of in every CRI call.
+func crictl() (string, error) {
+	p := os.Getenv("CRICTL")
+	if p == "" {
+		return "", fmt.Errorf("crictl not found: CRICTL is not set; %s", crictlHowTo)
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("crictl not found: CRICTL=%s: %v; %s", p, err, crictlHowTo)
+	}
+	out, err := exec.Command(p, "--version").CombinedOutput()
+	answer, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	if err != nil {
+		if answer != "" {
+			err = fmt.Errorf("%w: %s", err, answer)
+		}
+		return "", fmt.Errorf("crictl not usable: CRICTL=%s --version: %v; %s", p, err, crictlHowTo)
+	}
+	if !strings.HasPrefix(answer, "crictl version ") {
+		return "", fmt.Errorf("CRICTL=%s is not crictl (--version answered %q); %s", p, answer, crictlHowTo)
+	}
+	return p, nil
 }
 
 func repoRoot() (string, error) {
