@@ -63,6 +63,13 @@ type Plugin struct {
 
 type admitterBox struct{ Admitter }
 
+// The stub finds handlers by interface: a changed NRI signature must fail the build, not leave
+// the plugin registered but never called.
+var (
+	_ stub.ConfigureInterface = (*Plugin)(nil)
+	_ stub.RunPodInterface    = (*Plugin)(nil)
+)
+
 // New returns a plugin that admits every pod until SetAdmitter is called. It logs to ctx's
 // logger.
 func New(ctx context.Context, opts Options) *Plugin {
