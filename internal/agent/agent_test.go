@@ -15,6 +15,7 @@ import (
 
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/gate"
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -34,8 +35,7 @@ func newAgent(t *testing.T, marker string, mutate func(*config.Config)) (*Agent,
 	if mutate != nil {
 		mutate(cfg)
 	}
-	log, hook := logtest.NewNullLogger()
-	log.SetLevel(logrus.DebugLevel)
+	log, hook := testutil.CaptureLogger()
 	a, err := New(cfg, log)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -134,18 +134,6 @@ func TestAdmitSettleTime(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // A rejection (or a warn-mode would-reject) kicks a refresh, so that a condition that has just
 // cleared is seen long before the next interval (10 minutes here).
 func TestAdmitKicksRefresh(t *testing.T) {
@@ -155,7 +143,7 @@ func TestAdmitKicksRefresh(t *testing.T) {
 			a, _ := newAgent(t, marker, func(c *config.Config) { c.Mode = mode })
 			a.Start(context.Background())
 			defer a.Stop()
-			waitFor(t, "the first refresh", func() bool { return a.store.Load() != nil })
+			testutil.WaitFor(t, "the first refresh", func() bool { return a.store.Load() != nil })
 			first := a.store.Load()
 			if first.Ready() {
 				t.Fatal("ready without the marker")
@@ -163,7 +151,7 @@ func TestAdmitKicksRefresh(t *testing.T) {
 			if err := os.WriteFile(marker, nil, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "a refresh that sees the marker", func() bool {
+			testutil.WaitFor(t, "a refresh that sees the marker", func() bool {
 				err := a.Admit(context.Background(), podNet())
 				if mode == config.ModeWarn && err != nil {
 					t.Fatalf("warn mode rejected: %v", err)
@@ -196,7 +184,7 @@ func TestAdmitDoesNotKickWhenAdmitted(t *testing.T) {
 	// publish a snapshot that is not ready.
 	a.Start(context.Background())
 	defer a.Stop()
-	waitFor(t, "the first refresh", func() bool { return a.store.Load() != checked })
+	testutil.WaitFor(t, "the first refresh", func() bool { return a.store.Load() != checked })
 	before := a.store.Load()
 	if !before.Ready() {
 		t.Fatalf("first refresh not ready: %+v", before)
@@ -215,7 +203,7 @@ func TestStartStop(t *testing.T) {
 	a.Stop() // before Start: nothing to stop
 	ctx, cancel := context.WithCancel(context.Background())
 	a.Start(ctx)
-	waitFor(t, "the first refresh", func() bool { return a.store.Load() != nil })
+	testutil.WaitFor(t, "the first refresh", func() bool { return a.store.Load() != nil })
 	cancel() // the parent context ends the workers too
 	done := make(chan struct{})
 	go func() { a.Stop(); a.Stop(); close(done) }()

@@ -2,16 +2,14 @@ package bridge
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/sandbox-guard/sandbox-guard/internal/ecr"
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 type fixedTokens struct{ expires time.Time }
@@ -22,8 +20,7 @@ func (f fixedTokens) Credentials(context.Context, string) (ecr.Credentials, erro
 
 func TestRefresh(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	log := logrus.New()
-	log.SetOutput(io.Discard)
+	log := testutil.QuietLogger()
 	tests := []struct {
 		name    string
 		setup   func(dir string)

@@ -12,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-	logtest "github.com/sirupsen/logrus/hooks/test"
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 type fakeHealth struct {
@@ -191,8 +190,7 @@ func TestServerBadAddress(t *testing.T) {
 }
 
 func TestServerStopsWhenCtxEnds(t *testing.T) {
-	log, hook := logtest.NewNullLogger()
-	log.SetLevel(logrus.DebugLevel)
+	log, hook := testutil.CaptureLogger()
 	s := NewServer("127.0.0.1:0", New(), &fakeHealth{}, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := s.Start(ctx); err != nil {

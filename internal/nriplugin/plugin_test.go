@@ -18,22 +18,16 @@ import (
 	"github.com/containerd/nri/pkg/adaptation"
 	"github.com/containerd/nri/pkg/api"
 	nrilog "github.com/containerd/nri/pkg/log"
-	"github.com/sirupsen/logrus"
 	"go.uber.org/goleak"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
 	"github.com/sandbox-guard/sandbox-guard/internal/gate"
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
-	nrilog.Set(nriLogger{quietLog()}) // the runtime side logs through the same package
+	nrilog.Set(nriLogger{testutil.QuietLogger()}) // the runtime side logs through the same package
 	goleak.VerifyTestMain(m)
-}
-
-func quietLog() *logrus.Logger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	return l
 }
 
 func podNetNS() []*api.LinuxNamespace {
@@ -134,7 +128,7 @@ func TestRunPodSandbox(t *testing.T) {
 		Linux: &api.LinuxPodSandbox{Namespaces: podNetNS()}}
 
 	t.Run("no admitter admits", func(t *testing.T) {
-		p := New(Options{Log: quietLog()})
+		p := New(Options{Log: testutil.QuietLogger()})
 		if err := p.RunPodSandbox(context.Background(), pod); err != nil {
 			t.Errorf("RunPodSandbox without an admitter = %v", err)
 		}
@@ -144,7 +138,7 @@ func TestRunPodSandbox(t *testing.T) {
 	})
 
 	t.Run("rejection returned verbatim", func(t *testing.T) {
-		p := New(Options{Log: quietLog()})
+		p := New(Options{Log: testutil.QuietLogger()})
 		a := &recordingAdmitter{reject: func(gate.Pod) error { return errRejected }}
 		p.SetAdmitter(a)
 		err := p.RunPodSandbox(context.Background(), pod)
@@ -158,7 +152,7 @@ func TestRunPodSandbox(t *testing.T) {
 	})
 
 	t.Run("admitting admitter", func(t *testing.T) {
-		p := New(Options{Log: quietLog()})
+		p := New(Options{Log: testutil.QuietLogger()})
 		a := &recordingAdmitter{}
 		p.SetAdmitter(a)
 		if err := p.RunPodSandbox(context.Background(), nil); err != nil {
@@ -170,7 +164,7 @@ func TestRunPodSandbox(t *testing.T) {
 	})
 
 	t.Run("SetAdmitter nil turns the gate off", func(t *testing.T) {
-		p := New(Options{Log: quietLog()})
+		p := New(Options{Log: testutil.QuietLogger()})
 		a := &recordingAdmitter{reject: func(gate.Pod) error { return errRejected }}
 		p.SetAdmitter(a)
 		p.SetAdmitter(nil)
@@ -183,7 +177,7 @@ func TestRunPodSandbox(t *testing.T) {
 	})
 
 	t.Run("admitter replaced concurrently", func(t *testing.T) {
-		p := New(Options{Log: quietLog()})
+		p := New(Options{Log: testutil.QuietLogger()})
 		var wg sync.WaitGroup
 		for i := 0; i < 4; i++ {
 			wg.Add(2)
@@ -210,7 +204,7 @@ func TestRunPodSandbox(t *testing.T) {
 
 func TestConfigure(t *testing.T) {
 	var got []string
-	p := New(Options{Log: quietLog(), Configure: func(_ context.Context, cfg string) { got = append(got, cfg) }})
+	p := New(Options{Log: testutil.QuietLogger(), Configure: func(_ context.Context, cfg string) { got = append(got, cfg) }})
 	if p.Connected() || p.Connects() != 0 {
 		t.Fatal("a new plugin is not connected")
 	}
@@ -226,18 +220,6 @@ func TestConfigure(t *testing.T) {
 	}
 	if p.Connects() != 2 || !reflect.DeepEqual(got, []string{"mode: warn\n", ""}) {
 		t.Errorf("Connects %d, Configure hook saw %q", p.Connects(), got)
-	}
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -370,7 +352,7 @@ func TestAgainstNRIRuntime(t *testing.T) {
 		}
 		return fmt.Errorf("sandbox-guard: pod %s not started: node network not ready: marker: /run/x does not exist; kubelet will retry", p)
 	}}
-	p := New(Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10", Log: quietLog(),
+	p := New(Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10", Log: testutil.QuietLogger(),
 		Reconnect: backoff.Policy{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
 	p.SetAdmitter(admitter)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -397,9 +379,9 @@ func TestAgainstNRIRuntime(t *testing.T) {
 	// The runtime registers the plugin after synchronising it, a little after Configure.
 	expectRejection := func(phase string) {
 		t.Helper()
-		waitFor(t, phase+": connected", p.Connected)
+		testutil.WaitFor(t, phase+": connected", p.Connected)
 		var err error
-		waitFor(t, phase+": a rejection through NRI", func() bool {
+		testutil.WaitFor(t, phase+": a rejection through NRI", func() bool {
 			err = rt.runPodSandbox(blocked)
 			return err != nil
 		})
@@ -431,9 +413,9 @@ func TestAgainstNRIRuntime(t *testing.T) {
 
 	// containerd restarts: the plugin notices and reconnects to the new runtime.
 	rt.stop()
-	waitFor(t, "disconnect after the runtime stopped", func() bool { return !p.Connected() })
+	testutil.WaitFor(t, "disconnect after the runtime stopped", func() bool { return !p.Connected() })
 	rt.start()
-	waitFor(t, "a second registration", func() bool { return p.Connects() >= 2 })
+	testutil.WaitFor(t, "a second registration", func() bool { return p.Connects() >= 2 })
 	expectRejection("after reconnecting")
 	if p.Connects() != 2 {
 		t.Errorf("Connects = %d, want 2", p.Connects())
@@ -456,7 +438,7 @@ func TestReconnectsUntilRuntimeAppears(t *testing.T) {
 	rt := &fakeRuntime{t: t, dir: dir}
 	t.Cleanup(rt.stop)
 
-	p := New(Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10", Log: quietLog(),
+	p := New(Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10", Log: testutil.QuietLogger(),
 		Reconnect: backoff.Policy{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -466,7 +448,7 @@ func TestReconnectsUntilRuntimeAppears(t *testing.T) {
 		t.Fatal("connected before the runtime exists")
 	}
 	rt.start()
-	waitFor(t, "connection once the runtime listens", p.Connected)
+	testutil.WaitFor(t, "connection once the runtime listens", p.Connected)
 	cancel()
 	select {
 	case err := <-done:
@@ -482,7 +464,7 @@ func TestReconnectsUntilRuntimeAppears(t *testing.T) {
 }
 
 func TestRunReturnsWhenCancelledWhileDisconnected(t *testing.T) {
-	p := New(Options{SocketPath: filepath.Join(t.TempDir(), "absent.sock"), Name: "sandbox-guard", Idx: "10", Log: quietLog(),
+	p := New(Options{SocketPath: filepath.Join(t.TempDir(), "absent.sock"), Name: "sandbox-guard", Idx: "10", Log: testutil.QuietLogger(),
 		Reconnect: backoff.Policy{Initial: time.Hour, Max: time.Hour}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -513,7 +495,7 @@ func TestStandsByWhileToldTo(t *testing.T) {
 	var standBy atomic.Bool
 	var asked atomic.Int32
 	standBy.Store(true)
-	p := New(Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10", Log: quietLog(),
+	p := New(Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10", Log: testutil.QuietLogger(),
 		Reconnect:      backoff.Policy{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond},
 		StandByRecheck: 5 * time.Millisecond,
 		StandBy: func() (bool, string) {
@@ -523,12 +505,12 @@ func TestStandsByWhileToldTo(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	waitFor(t, "StandBy asked several times", func() bool { return asked.Load() >= 5 })
+	testutil.WaitFor(t, "StandBy asked several times", func() bool { return asked.Load() >= 5 })
 	if p.Connects() != 0 {
 		t.Fatalf("connected %d times while standing by", p.Connects())
 	}
 	standBy.Store(false)
-	waitFor(t, "connection once no longer standing by", p.Connected)
+	testutil.WaitFor(t, "connection once no longer standing by", p.Connected)
 	cancel()
 	<-done
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -31,6 +30,7 @@ import (
 	"github.com/sandbox-guard/sandbox-guard/internal/metrics"
 	"github.com/sandbox-guard/sandbox-guard/internal/nriplugin"
 	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 // Measurement 1: the RunPodSandbox decision, in process (Go benchmarks) and through a real NRI
@@ -65,8 +65,7 @@ checks:
 	if err != nil {
 		tb.Fatal(err)
 	}
-	log := logrus.New()
-	log.SetOutput(io.Discard) // formatting still happens for enabled levels; only the write is saved
+	log := testutil.QuietLogger() // formatting still happens for enabled levels; only the write is saved
 	log.SetLevel(level)
 	a, err := agent.New(cfg, log)
 	if err != nil {
@@ -487,8 +486,7 @@ func startInProcess(t testing.TB, name string, admitter nriplugin.Admitter) (*nr
 		return nil, err
 	}
 	ca := &countingAdmitter{a: admitter}
-	quiet := logrus.New()
-	quiet.SetOutput(io.Discard)
+	quiet := testutil.QuietLogger()
 	p := nriplugin.New(nriplugin.Options{SocketPath: rt.sock, Name: "sandbox-guard", Idx: "10", Log: quiet,
 		Reconnect: backoff.Policy{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}})
 	p.SetAdmitter(ca)
@@ -534,8 +532,7 @@ func TestNRINoopChild(t *testing.T) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	var calls atomic.Int64
-	quiet := logrus.New()
-	quiet.SetOutput(io.Discard)
+	quiet := testutil.QuietLogger()
 	p := nriplugin.New(nriplugin.Options{SocketPath: sock, Name: "noop", Idx: "10", Log: quiet})
 	p.SetAdmitter(admitFunc(func(context.Context, gate.Pod) error {
 		if calls.Add(1) == 1 {
