@@ -2,17 +2,14 @@ package bridge
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/containerd/log"
-	"github.com/sirupsen/logrus"
-
 	"github.com/sandbox-guard/sandbox-guard/internal/ecr"
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 type fixedTokens struct{ expires time.Time }
@@ -23,9 +20,7 @@ func (f fixedTokens) Credentials(context.Context, string) (ecr.Credentials, erro
 
 func TestRefresh(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	quiet := logrus.New()
-	quiet.SetOutput(io.Discard)
-	ctx := log.WithLogger(context.Background(), logrus.NewEntry(quiet))
+	ctx := testutil.Context(testutil.QuietLogger())
 	tests := []struct {
 		name    string
 		setup   func(dir string)

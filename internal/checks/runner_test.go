@@ -10,28 +10,14 @@ import (
 	"testing"
 	"time"
 
-	clog "github.com/containerd/log"
-	"github.com/sirupsen/logrus"
-	logtest "github.com/sirupsen/logrus/hooks/test"
 	"go.uber.org/goleak"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // fakeClock is a goroutine-safe clock that moves only when told.
@@ -197,13 +183,12 @@ func TestReadySince(t *testing.T) {
 }
 
 func TestRefreshLogsTransitions(t *testing.T) {
-	log, hook := logtest.NewNullLogger()
-	log.SetLevel(logrus.DebugLevel)
+	log, hook := testutil.CaptureLogger()
 	a, b := &switchProber{}, &switchProber{}
 	a.ok.Store(true)
 	var store snapshot.Store
 	r := NewRunner([]Check{{Name: "a", Kind: "file", Prober: a}, {Name: "b", Kind: "file", Prober: b}}, &store, Options{})
-	ctx := clog.WithLogger(context.Background(), logrus.NewEntry(log))
+	ctx := testutil.Context(log)
 
 	type entry struct{ level, msg, check string }
 	entries := func() []entry {
@@ -303,7 +288,7 @@ func TestRunRefreshesEveryInterval(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); r.Run(ctx) }()
-	waitFor(t, "three refreshes", func() bool { return p.n.Load() >= 3 })
+	testutil.WaitFor(t, "three refreshes", func() bool { return p.n.Load() >= 3 })
 	cancel()
 	waitClosed(t, done)
 	if store.Load() == nil {
@@ -324,11 +309,11 @@ func TestKickRefreshesPromptly(t *testing.T) {
 	go func() { defer close(done); r.Run(ctx) }()
 	defer func() { cancel(); waitClosed(t, done) }()
 
-	waitFor(t, "the first refresh", func() bool { return refreshes.Load() == 1 })
+	testutil.WaitFor(t, "the first refresh", func() bool { return refreshes.Load() == 1 })
 	for want := int64(2); want <= 4; want++ {
 		r.Kick()
 		// The interval is an hour: only the kick can cause this refresh.
-		waitFor(t, fmt.Sprintf("refresh %d after a kick", want), func() bool { return refreshes.Load() >= want })
+		testutil.WaitFor(t, fmt.Sprintf("refresh %d after a kick", want), func() bool { return refreshes.Load() >= want })
 	}
 	if got := p.n.Load(); got < 4 {
 		t.Errorf("prober called %d times, want at least 4", got)
@@ -373,7 +358,7 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 			}
 			done := make(chan struct{})
 			go func() { defer close(done); r.Run(ctx) }()
-			waitFor(t, "the first refresh", func() bool { return store.Load() != nil })
+			testutil.WaitFor(t, "the first refresh", func() bool { return store.Load() != nil })
 			cancel()
 			waitClosed(t, done)
 		})
@@ -387,7 +372,7 @@ func TestRunStopsDuringKickGap(t *testing.T) {
 	done := make(chan struct{})
 	r.Kick() // consumed right after the first refresh, so Run waits out the minimum gap
 	go func() { defer close(done); r.Run(ctx) }()
-	waitFor(t, "the first refresh", func() bool { return store.Load() != nil })
+	testutil.WaitFor(t, "the first refresh", func() bool { return store.Load() != nil })
 	cancel()
 	waitClosed(t, done)
 }
@@ -491,7 +476,7 @@ func TestStuckProbeDoesNotStallRefresh(t *testing.T) {
 	}
 	close(release)
 	released = true
-	waitFor(t, "the probe to run again once it returned", func() bool {
+	testutil.WaitFor(t, "the probe to run again once it returned", func() bool {
 		return r.Refresh(context.Background()).Results[0].OK
 	})
 }

@@ -238,7 +238,11 @@ func (c *Client) Export(ctx context.Context, name string, w io.Writer) error {
 	return nil
 }
 
-// Import reads an OCI archive written by Export and stores its image as name with labels.
+// Import reads an OCI archive written by Export and stores its image as name with exactly labels.
+// name must be the name the archive was exported under: containerd names an imported image by
+// the archive's io.containerd.image.name annotation (the translator below only applies to bare
+// OCI ref names), so another name fails, after the exported name's record has been given the
+// archive's target and labels.
 func (c *Client) Import(ctx context.Context, r io.Reader, name string, labels map[string]string) (Image, error) {
 	cl, ctx, err := c.client(ctx)
 	if err != nil {

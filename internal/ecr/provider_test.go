@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 const (
@@ -409,9 +411,7 @@ func TestProviderCallerGivesUp(t *testing.T) {
 		_, err := p.Credentials(ctx, testHost)
 		errc <- err
 	}()
-	for fs.Calls() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.WaitFor(t, "the API call to start", func() bool { return fs.Calls() > 0 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "us-west-2") {
 		t.Fatalf("cancelled caller: %v", err)

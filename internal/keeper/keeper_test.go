@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/keeper"
+	"github.com/sandbox-guard/sandbox-guard/internal/keeper/keepertest"
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 const (
@@ -36,13 +38,13 @@ func with(base map[string]string, kv ...string) map[string]string {
 }
 
 // newKeeper builds a keeper over f with a fixed clock and a recording logger.
-func newKeeper(f *fakeImages, opts keeper.Options) (*keeper.Keeper, *fakeClock) {
+func newKeeper(f *keepertest.Fake, opts keeper.Options) (*keeper.Keeper, *fakeClock) {
 	clock := newClock()
 	if opts.Now == nil {
 		opts.Now = clock.Now
 	}
 	if opts.Log == nil {
-		opts.Log, _ = testLogger()
+		opts.Log, _ = testutil.CaptureLogger()
 	}
 	return keeper.New(f, opts), clock
 }
@@ -55,33 +57,33 @@ func sandboxTarget(sources ...string) keeper.Target {
 }
 
 // mutations returns the calls that change containerd's state.
-func mutations(f *fakeImages) []call {
-	var out []call
+func mutations(f *keepertest.Fake) []keepertest.Call {
+	var out []keepertest.Call
 	for _, op := range []string{"Pull", "Put", "SetLabels", "Unpack", "Import"} {
-		out = append(out, f.callsOf(op)...)
+		out = append(out, f.CallsOf(op)...)
 	}
 	return out
 }
 
-func putsByName(f *fakeImages) map[string]call {
-	out := map[string]call{}
-	for _, c := range f.callsOf("Put") {
-		out[c.name] = c
+func putsByName(f *keepertest.Fake) map[string]keepertest.Call {
+	out := map[string]keepertest.Call{}
+	for _, c := range f.CallsOf("Put") {
+		out[c.Name] = c
 	}
 	return out
 }
 
 func TestEnsureExistingImage(t *testing.T) {
-	desc, cfg := image("present")
-	refs := func(f *fakeImages) {
-		f.setRecord(cfg, desc, pinned())
-		f.setRecord(testRepo+"@"+desc.Digest.String(), desc, pinned())
+	desc, cfg := keepertest.Image("present")
+	refs := func(f *keepertest.Fake) {
+		f.SetRecord(cfg, desc, pinned())
+		f.SetRecord(testRepo+"@"+desc.Digest.String(), desc, pinned())
 	}
 	tests := []struct {
 		name          string
 		labels        map[string]string
 		unpacked      bool
-		setup         func(f *fakeImages)
+		setup         func(f *keepertest.Fake)
 		wantSetLabels bool
 		wantUnpack    bool
 		wantPuts      map[string]map[string]string // name -> exact labels
@@ -95,62 +97,62 @@ func TestEnsureExistingImage(t *testing.T) {
 		{name: "complete but not unpacked", labels: pinned(), unpacked: false, setup: refs, wantUnpack: true},
 		{name: "not unpacked and not pinned", labels: nil, unpacked: false, setup: refs, wantUnpack: true, wantSetLabels: true},
 		{
-			name: "references missing", labels: pinned(), unpacked: true, setup: func(*fakeImages) {},
+			name: "references missing", labels: pinned(), unpacked: true, setup: func(*keepertest.Fake) {},
 			wantPuts: map[string]map[string]string{cfg: pinned(), testRepo + "@" + desc.Digest.String(): pinned()},
 		},
 		{
 			name: "reference present but unpinned keeps its labels", labels: pinned(), unpacked: true,
-			setup: func(f *fakeImages) {
-				f.setRecord(cfg, desc, map[string]string{"kept": "yes"})
-				f.setRecord(testRepo+"@"+desc.Digest.String(), desc, pinned())
+			setup: func(f *keepertest.Fake) {
+				f.SetRecord(cfg, desc, map[string]string{"kept": "yes"})
+				f.SetRecord(testRepo+"@"+desc.Digest.String(), desc, pinned())
 			},
 			wantPuts: map[string]map[string]string{cfg: with(pinned(), "kept", "yes")},
 		},
 		{
 			name: "image ID record pointing elsewhere is moved", labels: pinned(), unpacked: true,
-			setup: func(f *fakeImages) {
-				other, _ := image("other")
-				f.setRecord(cfg, other, pinned())
-				f.setRecord(testRepo+"@"+desc.Digest.String(), desc, pinned())
+			setup: func(f *keepertest.Fake) {
+				other, _ := keepertest.Image("other")
+				f.SetRecord(cfg, other, pinned())
+				f.SetRecord(testRepo+"@"+desc.Digest.String(), desc, pinned())
 			},
 			wantPuts: map[string]map[string]string{cfg: pinned()},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFake()
-			f.serve(testName, "present")
-			f.setRecord(testName, desc, tt.labels)
-			f.setContent(desc.Digest, contentState{complete: true, unpacked: tt.unpacked, config: cfg})
+			f := keepertest.NewFake()
+			f.Serve(testName, "present")
+			f.SetRecord(testName, desc, tt.labels)
+			f.SetContent(desc.Digest, keepertest.Content{Complete: true, Unpacked: tt.unpacked, Config: cfg})
 			tt.setup(f)
 			k, _ := newKeeper(f, keeper.Options{Targets: []keeper.Target{sandboxTarget()}})
 
 			if err := k.Ensure(context.Background(), 0); err != nil {
 				t.Fatalf("Ensure: %v", err)
 			}
-			if n := f.count("Pull", ""); n != 0 {
+			if n := f.Count("Pull", ""); n != 0 {
 				t.Errorf("%d pulls of an image that is present", n)
 			}
-			if n := f.count("Import", ""); n != 0 {
+			if n := f.Count("Import", ""); n != 0 {
 				t.Errorf("%d imports", n)
 			}
-			sl := f.callsOf("SetLabels")
+			sl := f.CallsOf("SetLabels")
 			switch {
 			case !tt.wantSetLabels && len(sl) != 0:
 				t.Errorf("SetLabels called: %+v", sl)
 			case tt.wantSetLabels && len(sl) != 1:
 				t.Errorf("SetLabels calls = %+v, want one", sl)
 			case tt.wantSetLabels:
-				if sl[0].name != testName || !reflect.DeepEqual(sl[0].labels, pinned()) {
-					t.Errorf("SetLabels(%s, %v), want (%s, exactly %v)", sl[0].name, sl[0].labels, testName, pinned())
+				if sl[0].Name != testName || !reflect.DeepEqual(sl[0].Labels, pinned()) {
+					t.Errorf("SetLabels(%s, %v), want (%s, exactly %v)", sl[0].Name, sl[0].Labels, testName, pinned())
 				}
 			}
-			if got, want := f.count("Unpack", testName), map[bool]int{true: 1}[tt.wantUnpack]; got != want {
+			if got, want := f.Count("Unpack", testName), map[bool]int{true: 1}[tt.wantUnpack]; got != want {
 				t.Errorf("Unpack calls = %d, want %d", got, want)
 			}
 			puts := putsByName(f)
 			if len(puts) != len(tt.wantPuts) {
-				t.Errorf("Put calls %v, want %v", f.callsOf("Put"), tt.wantPuts)
+				t.Errorf("Put calls %v, want %v", f.CallsOf("Put"), tt.wantPuts)
 			}
 			for n, want := range tt.wantPuts {
 				c, ok := puts[n]
@@ -158,13 +160,13 @@ func TestEnsureExistingImage(t *testing.T) {
 					t.Errorf("no Put of %s", n)
 					continue
 				}
-				if c.target != desc.Digest || !reflect.DeepEqual(c.labels, want) {
-					t.Errorf("Put(%s) -> %s %v, want %s %v", n, c.target, c.labels, desc.Digest, want)
+				if c.Target != desc.Digest || !reflect.DeepEqual(c.Labels, want) {
+					t.Errorf("Put(%s) -> %s %v, want %s %v", n, c.Target, c.Labels, desc.Digest, want)
 				}
 			}
 
 			// What containerd ends up with.
-			rec, _ := f.record(testName)
+			rec, _ := f.Record(testName)
 			if rec.Labels[keeper.LabelPinned] != "pinned" || rec.Labels[keeper.LabelManaged] != "managed" {
 				t.Errorf("record labels %v", rec.Labels)
 			}
@@ -179,7 +181,7 @@ func TestEnsureExistingImage(t *testing.T) {
 			}
 
 			// A second ensure finds nothing to do.
-			f.resetCalls()
+			f.ResetCalls()
 			if err := k.Ensure(context.Background(), 0); err != nil {
 				t.Fatalf("second Ensure: %v", err)
 			}
@@ -191,56 +193,56 @@ func TestEnsureExistingImage(t *testing.T) {
 }
 
 func TestEnsurePullsMissingOrIncompleteImage(t *testing.T) {
-	old, oldCfg := image("old")
+	old, oldCfg := keepertest.Image("old")
 	tests := []struct {
 		name       string
-		setup      func(f *fakeImages)
+		setup      func(f *keepertest.Fake)
 		wantLabels map[string]string // exact labels of the Pull
 	}{
-		{name: "no record", setup: func(*fakeImages) {}, wantLabels: pinned()},
+		{name: "no record", setup: func(*keepertest.Fake) {}, wantLabels: pinned()},
 		{
 			name: "record with incomplete content",
-			setup: func(f *fakeImages) {
-				f.setRecord(testName, old, map[string]string{"team": "infra", keeper.LabelManaged: "managed"})
-				f.setContent(old.Digest, contentState{complete: false, config: oldCfg})
+			setup: func(f *keepertest.Fake) {
+				f.SetRecord(testName, old, map[string]string{"team": "infra", keeper.LabelManaged: "managed"})
+				f.SetContent(old.Digest, keepertest.Content{Complete: false, Config: oldCfg})
 			},
 			wantLabels: with(pinned(), "team", "infra"),
 		},
 		{
 			name: "record once restored from a fallback: the source label goes",
-			setup: func(f *fakeImages) {
-				f.setRecord(testName, old, with(pinned(), keeper.LabelSource, testFallback, "team", "infra"))
-				f.setContent(old.Digest, contentState{})
+			setup: func(f *keepertest.Fake) {
+				f.SetRecord(testName, old, with(pinned(), keeper.LabelSource, testFallback, "team", "infra"))
+				f.SetContent(old.Digest, keepertest.Content{})
 			},
 			wantLabels: with(pinned(), "team", "infra"),
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFake()
-			desc, cfg := f.serve(testName, "new")
-			f.serve(testFallback, "fallback")
+			f := keepertest.NewFake()
+			desc, cfg := f.Serve(testName, "new")
+			f.Serve(testFallback, "fallback")
 			tt.setup(f)
 			k, clock := newKeeper(f, keeper.Options{Targets: []keeper.Target{sandboxTarget(testName, testFallback)}})
 
 			if err := k.Ensure(context.Background(), 0); err != nil {
 				t.Fatalf("Ensure: %v", err)
 			}
-			pulls := f.callsOf("Pull")
-			if len(pulls) != 1 || pulls[0].name != testName {
+			pulls := f.CallsOf("Pull")
+			if len(pulls) != 1 || pulls[0].Name != testName {
 				t.Fatalf("pulls %+v, want one of Sources[0]", pulls)
 			}
-			if !reflect.DeepEqual(pulls[0].labels, tt.wantLabels) {
-				t.Errorf("Pull labels %v, want %v", pulls[0].labels, tt.wantLabels)
+			if !reflect.DeepEqual(pulls[0].Labels, tt.wantLabels) {
+				t.Errorf("Pull labels %v, want %v", pulls[0].Labels, tt.wantLabels)
 			}
-			rec, ok := f.record(testName)
+			rec, ok := f.Record(testName)
 			if !ok || rec.Target.Digest != desc.Digest {
 				t.Fatalf("record %+v", rec)
 			}
 			for _, n := range []string{cfg, testRepo + "@" + desc.Digest.String()} {
-				r, ok := f.record(n)
+				r, ok := f.Record(n)
 				if !ok {
-					t.Errorf("no record %s (have %v)", n, f.recordNames())
+					t.Errorf("no record %s (have %v)", n, f.RecordNames())
 					continue
 				}
 				if r.Target.Digest != desc.Digest || !reflect.DeepEqual(r.Labels, pinned()) {
@@ -256,18 +258,18 @@ func TestEnsurePullsMissingOrIncompleteImage(t *testing.T) {
 }
 
 func TestEnsureFallsBack(t *testing.T) {
-	f := newFake()
-	f.serve(testName, "primary")
-	f.failPull(testName, errors.New(`failed to resolve reference "`+testName+`": unexpected status from HEAD request to https://registry.test:5000/v2/team/pause/manifests/3.10: 403 Forbidden`))
-	fdesc, fcfg := f.serve(testFallback, "fallback")
+	f := keepertest.NewFake()
+	f.Serve(testName, "primary")
+	f.FailPull(testName, errors.New(`failed to resolve reference "`+testName+`": unexpected status from HEAD request to https://registry.test:5000/v2/team/pause/manifests/3.10: 403 Forbidden`))
+	fdesc, fcfg := f.Serve(testFallback, "fallback")
 	k, _ := newKeeper(f, keeper.Options{Targets: []keeper.Target{sandboxTarget(testName, testFallback, testPublic)}})
 
 	if err := k.Ensure(context.Background(), 0); err != nil {
 		t.Fatalf("Ensure: %v", err)
 	}
 	var pulled []string
-	for _, c := range f.callsOf("Pull") {
-		pulled = append(pulled, c.name)
+	for _, c := range f.CallsOf("Pull") {
+		pulled = append(pulled, c.Name)
 	}
 	if !reflect.DeepEqual(pulled, []string{testName, testFallback}) {
 		t.Errorf("pulled %v, want the configured name then the first fallback only", pulled)
@@ -276,19 +278,19 @@ func TestEnsureFallsBack(t *testing.T) {
 	puts := putsByName(f)
 	c, ok := puts[testName]
 	if !ok {
-		t.Fatalf("configured name never Put: %+v", f.callsOf("Put"))
+		t.Fatalf("configured name never Put: %+v", f.CallsOf("Put"))
 	}
-	if c.target != fdesc.Digest || !reflect.DeepEqual(c.labels, wantLabels) {
-		t.Errorf("Put(%s) -> %s %v, want %s %v", testName, c.target, c.labels, fdesc.Digest, wantLabels)
+	if c.Target != fdesc.Digest || !reflect.DeepEqual(c.Labels, wantLabels) {
+		t.Errorf("Put(%s) -> %s %v, want %s %v", testName, c.Target, c.Labels, fdesc.Digest, wantLabels)
 	}
-	rec, _ := f.record(testName)
+	rec, _ := f.Record(testName)
 	if rec.Target.Digest != fdesc.Digest || rec.Labels[keeper.LabelSource] != testFallback || rec.Labels[keeper.LabelPinned] != "pinned" {
 		t.Errorf("record %+v", rec)
 	}
-	if r, ok := f.record(fcfg); !ok || r.Target.Digest != fdesc.Digest || r.Labels[keeper.LabelPinned] != "pinned" {
+	if r, ok := f.Record(fcfg); !ok || r.Target.Digest != fdesc.Digest || r.Labels[keeper.LabelPinned] != "pinned" {
 		t.Errorf("image ID record %s: %+v %v", fcfg, r, ok)
 	}
-	for _, n := range f.recordNames() {
+	for _, n := range f.RecordNames() {
 		if strings.HasPrefix(n, testRepo+"@") {
 			t.Errorf("record %s claims the fallback's digest exists in the configured repository", n)
 		}
@@ -304,7 +306,7 @@ func TestEnsureFallsBack(t *testing.T) {
 	}
 
 	// The next ensure sees the fallback image as present, from its source, and pulls nothing.
-	f.resetCalls()
+	f.ResetCalls()
 	if err := k.Ensure(context.Background(), 0); err != nil {
 		t.Fatalf("second Ensure: %v", err)
 	}
@@ -317,12 +319,12 @@ func TestEnsureFallsBack(t *testing.T) {
 }
 
 func TestEnsureTaggingFailureTriesNextSource(t *testing.T) {
-	f := newFake()
-	f.serve(testName, "primary")
-	f.failPull(testName, errors.New("403 Forbidden"))
-	f.serve(testFallback, "fallback")
-	f.serve(testPublic, "public")
-	f.errs["Put"] = errors.New("creating image record: unavailable")
+	f := keepertest.NewFake()
+	f.Serve(testName, "primary")
+	f.FailPull(testName, errors.New("403 Forbidden"))
+	f.Serve(testFallback, "fallback")
+	f.Serve(testPublic, "public")
+	f.Fail("Put", errors.New("creating image record: unavailable"))
 	k, _ := newKeeper(f, keeper.Options{Targets: []keeper.Target{sandboxTarget(testName, testFallback, testPublic)}})
 	err := k.Ensure(context.Background(), 0)
 	if err == nil {
@@ -333,12 +335,12 @@ func TestEnsureTaggingFailureTriesNextSource(t *testing.T) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
 	}
-	if n := f.count("Pull", ""); n != 3 {
+	if n := f.Count("Pull", ""); n != 3 {
 		t.Errorf("%d pulls, want every source tried", n)
 	}
 
 	t.Run("multi-line tagging error", func(t *testing.T) {
-		f.errs["Put"] = errors.New("creating image record " + testName + ": rpc error: code = Unknown desc = metadata:\n\tdatabase is locked")
+		f.Fail("Put", errors.New("creating image record "+testName+": rpc error: code = Unknown desc = metadata:\n\tdatabase is locked"))
 		err := k.Ensure(context.Background(), 0)
 		if err == nil {
 			t.Fatal("Ensure succeeded")
@@ -366,16 +368,16 @@ func TestEnsureEverySourceFails(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFake()
+			f := keepertest.NewFake()
 			for src, err := range errs {
-				f.serve(src, src)
-				f.failPull(src, err)
+				f.Serve(src, src)
+				f.FailPull(src, err)
 			}
 			opts := keeper.Options{Targets: []keeper.Target{sandboxTarget(testName, testFallback, testPublic)}}
 			if tt.localCopy {
 				opts.LocalCopies = &keeper.LocalCopies{Dir: t.TempDir()}
 			}
-			log, hook := testLogger()
+			log, hook := testutil.CaptureLogger()
 			opts.Log = log
 			k, _ := newKeeper(f, opts)
 			err := k.Ensure(context.Background(), 0)
@@ -393,14 +395,14 @@ func TestEnsureEverySourceFails(t *testing.T) {
 			if msg != want {
 				t.Errorf("error\n got %s\nwant %s", msg, want)
 			}
-			if n := f.count("Pull", ""); n != 3 {
+			if n := f.Count("Pull", ""); n != 3 {
 				t.Errorf("%d pulls, want one per source", n)
 			}
-			if n := f.count("Import", ""); n != 0 {
+			if n := f.Count("Import", ""); n != 0 {
 				t.Errorf("%d imports", n)
 			}
-			if len(f.recordNames()) != 0 {
-				t.Errorf("records created: %v", f.recordNames())
+			if len(f.RecordNames()) != 0 {
+				t.Errorf("records created: %v", f.RecordNames())
 			}
 			st := k.Status()[0]
 			if st.Present || st.Pinned || st.LastError != msg || st.Repairs != 0 {
@@ -419,27 +421,27 @@ func TestEnsureEverySourceFails(t *testing.T) {
 }
 
 func TestEnsureContainerdErrors(t *testing.T) {
-	desc, cfg := image("present")
+	desc, cfg := keepertest.Image("present")
 	tests := []struct {
 		name   string
 		op     string
 		labels map[string]string
-		state  contentState
+		state  keepertest.Content
 		want   []string
 	}{
-		{name: "Get fails", op: "Get", labels: pinned(), state: contentState{complete: true, unpacked: true, config: cfg}, want: []string{"sandbox image " + testName, "connection refused"}},
-		{name: "Usable fails", op: "Usable", labels: pinned(), state: contentState{complete: true, unpacked: true, config: cfg}, want: []string{"sandbox image " + testName, "connection refused"}},
-		{name: "Unpack fails", op: "Unpack", labels: pinned(), state: contentState{complete: true, config: cfg}, want: []string{"sandbox image " + testName, "connection refused"}},
-		{name: "SetLabels fails", op: "SetLabels", labels: nil, state: contentState{complete: true, unpacked: true, config: cfg}, want: []string{"sandbox image " + testName + ": pinning", "connection refused"}},
-		{name: "Put of a reference fails", op: "Put", labels: pinned(), state: contentState{complete: true, unpacked: true, config: cfg}, want: []string{"sandbox image " + testName, "connection refused"}},
+		{name: "Get fails", op: "Get", labels: pinned(), state: keepertest.Content{Complete: true, Unpacked: true, Config: cfg}, want: []string{"sandbox image " + testName, "connection refused"}},
+		{name: "Usable fails", op: "Usable", labels: pinned(), state: keepertest.Content{Complete: true, Unpacked: true, Config: cfg}, want: []string{"sandbox image " + testName, "connection refused"}},
+		{name: "Unpack fails", op: "Unpack", labels: pinned(), state: keepertest.Content{Complete: true, Config: cfg}, want: []string{"sandbox image " + testName, "connection refused"}},
+		{name: "SetLabels fails", op: "SetLabels", labels: nil, state: keepertest.Content{Complete: true, Unpacked: true, Config: cfg}, want: []string{"sandbox image " + testName + ": pinning", "connection refused"}},
+		{name: "Put of a reference fails", op: "Put", labels: pinned(), state: keepertest.Content{Complete: true, Unpacked: true, Config: cfg}, want: []string{"sandbox image " + testName, "connection refused"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFake()
-			f.serve(testName, "present")
-			f.setRecord(testName, desc, tt.labels)
-			f.setContent(desc.Digest, tt.state)
-			f.errs[tt.op] = errors.New("connection refused")
+			f := keepertest.NewFake()
+			f.Serve(testName, "present")
+			f.SetRecord(testName, desc, tt.labels)
+			f.SetContent(desc.Digest, tt.state)
+			f.Fail(tt.op, errors.New("connection refused"))
 			k, _ := newKeeper(f, keeper.Options{Targets: []keeper.Target{sandboxTarget()}})
 			err := k.Ensure(context.Background(), 0)
 			if err == nil {
@@ -450,7 +452,7 @@ func TestEnsureContainerdErrors(t *testing.T) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
 			}
-			if n := f.count("Pull", ""); n != 0 {
+			if n := f.Count("Pull", ""); n != 0 {
 				t.Errorf("%d pulls after a containerd error", n)
 			}
 			if st := k.Status()[0]; st.Present || st.LastError != err.Error() {
@@ -461,10 +463,10 @@ func TestEnsureContainerdErrors(t *testing.T) {
 }
 
 func TestEnsureAllJoinsFailures(t *testing.T) {
-	f := newFake()
-	f.serve(testName, "a")
-	f.failPull(testName, errors.New("403 Forbidden"))
-	f.serve("docker.io/library/busybox:1.36", "b")
+	f := keepertest.NewFake()
+	f.Serve(testName, "a")
+	f.FailPull(testName, errors.New("403 Forbidden"))
+	f.Serve("docker.io/library/busybox:1.36", "b")
 	k, _ := newKeeper(f, keeper.Options{Targets: []keeper.Target{
 		sandboxTarget(),
 		{Name: "docker.io/library/busybox:1.36", Role: "pinned image", Sources: []string{"docker.io/library/busybox:1.36"}},
@@ -480,19 +482,19 @@ func TestEnsureAllJoinsFailures(t *testing.T) {
 }
 
 func TestInspectAllRepairsNothing(t *testing.T) {
-	desc, cfg := image("x")
+	desc, cfg := keepertest.Image("x")
 	targets := []keeper.Target{
 		{Name: "example.test/missing:1", Role: "pinned image", Sources: []string{"example.test/missing:1"}},
 		{Name: "example.test/incomplete:1", Role: "pinned image", Sources: []string{"example.test/incomplete:1"}},
 		{Name: "example.test/unpinned:1", Role: "pinned image", Sources: []string{"example.test/unpinned:1"}},
 		{Name: "example.test/fine:1", Role: "pinned image", Sources: []string{"example.test/fine:1"}},
 	}
-	f := newFake()
-	other, _ := image("incomplete")
-	f.setRecord("example.test/incomplete:1", other, pinned())
-	f.setRecord("example.test/unpinned:1", desc, nil)
-	f.setRecord("example.test/fine:1", desc, with(pinned(), keeper.LabelSource, "mirror.test/fine:1"))
-	f.setContent(desc.Digest, contentState{complete: true, unpacked: true, config: cfg})
+	f := keepertest.NewFake()
+	other, _ := keepertest.Image("incomplete")
+	f.SetRecord("example.test/incomplete:1", other, pinned())
+	f.SetRecord("example.test/unpinned:1", desc, nil)
+	f.SetRecord("example.test/fine:1", desc, with(pinned(), keeper.LabelSource, "mirror.test/fine:1"))
+	f.SetContent(desc.Digest, keepertest.Content{Complete: true, Unpacked: true, Config: cfg})
 	k, _ := newKeeper(f, keeper.Options{Targets: targets})
 	k.InspectAll(context.Background())
 	if m := mutations(f); len(m) != 0 {
@@ -523,46 +525,46 @@ func TestEnsureObserve(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
-		setup func(f *fakeImages)
+		setup func(f *keepertest.Fake)
 		want  []observation
 	}{
 		{
 			name: "present",
-			setup: func(f *fakeImages) {
-				desc, cfg := image("primary")
-				f.setRecord(testName, desc, pinned())
-				f.setContent(desc.Digest, contentState{complete: true, unpacked: true, config: cfg})
+			setup: func(f *keepertest.Fake) {
+				desc, cfg := keepertest.Image("primary")
+				f.SetRecord(testName, desc, pinned())
+				f.SetContent(desc.Digest, keepertest.Content{Complete: true, Unpacked: true, Config: cfg})
 			},
 			want: []observation{{image: testName, outcome: "ok"}},
 		},
 		{
 			name:  "pulled",
-			setup: func(*fakeImages) {},
+			setup: func(*keepertest.Fake) {},
 			want:  []observation{{image: testName, outcome: "repaired", source: testName, took: time.Second}},
 		},
 		{
 			name:  "pulled from a fallback",
-			setup: func(f *fakeImages) { f.failPull(testName, errors.New("403 Forbidden")) },
+			setup: func(f *keepertest.Fake) { f.FailPull(testName, errors.New("403 Forbidden")) },
 			want:  []observation{{image: testName, outcome: "repaired", source: testFallback, took: 2 * time.Second}},
 		},
 		{
 			name: "every source fails",
-			setup: func(f *fakeImages) {
-				f.failPull(testName, errors.New("403 Forbidden"))
-				f.failPull(testFallback, errors.New("404 Not Found"))
+			setup: func(f *keepertest.Fake) {
+				f.FailPull(testName, errors.New("403 Forbidden"))
+				f.FailPull(testFallback, errors.New("404 Not Found"))
 			},
 			want: []observation{{image: testName, outcome: "failed"}},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFake()
-			f.serve(testName, "primary")
-			f.serve(testFallback, "fallback")
+			f := keepertest.NewFake()
+			f.Serve(testName, "primary")
+			f.Serve(testFallback, "fallback")
 			tt.setup(f)
 			var got []observation
 			clock := newClock()
-			f.onPull = func(context.Context, string) { clock.Advance(time.Second) }
+			f.OnPull(func(context.Context, string) { clock.Advance(time.Second) })
 			k, _ := newKeeper(f, keeper.Options{
 				Targets: []keeper.Target{sandboxTarget(testName, testFallback)},
 				Now:     clock.Now,

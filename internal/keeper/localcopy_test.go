@@ -13,6 +13,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/keeper"
+	"github.com/sandbox-guard/sandbox-guard/internal/keeper/keepertest"
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 // copyFiles returns the archive and record LocalCopies keeps for the only image saved in dir,
@@ -41,19 +43,19 @@ func copyFiles(t *testing.T, dir string) (archive, record string) {
 }
 
 // presentImage stores name -> seed's image, complete and unpacked, with labels.
-func presentImage(f *fakeImages, name, seed string, labels map[string]string) {
-	desc, cfg := image(seed)
-	f.setRecord(name, desc, labels)
-	f.setContent(desc.Digest, contentState{complete: true, unpacked: true, config: cfg})
+func presentImage(f *keepertest.Fake, name, seed string, labels map[string]string) {
+	desc, cfg := keepertest.Image(seed)
+	f.SetRecord(name, desc, labels)
+	f.SetContent(desc.Digest, keepertest.Content{Complete: true, Unpacked: true, Config: cfg})
 }
 
 func TestLocalCopySaveOncePerDigest(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	lc := &keeper.LocalCopies{Dir: dir, Now: newClock().Now}
-	f := newFake()
+	f := keepertest.NewFake()
 	presentImage(f, testName, "v1", pinned())
-	v1, _ := image("v1")
+	v1, _ := keepertest.Image("v1")
 
 	steps := []struct {
 		name      string
@@ -69,7 +71,7 @@ func TestLocalCopySaveOncePerDigest(t *testing.T) {
 	}
 	for _, s := range steps {
 		presentImage(f, testName, s.seed, pinned())
-		desc, _ := image(s.seed)
+		desc, _ := keepertest.Image(s.seed)
 		saved, err := lc.Save(ctx, f, testName, desc, "")
 		if err != nil {
 			t.Fatalf("%s: Save: %v", s.name, err)
@@ -77,7 +79,7 @@ func TestLocalCopySaveOncePerDigest(t *testing.T) {
 		if saved != s.wantSaved {
 			t.Errorf("%s: saved = %v, want %v", s.name, saved, s.wantSaved)
 		}
-		if n := f.count("Export", testName); n != s.exports {
+		if n := f.Count("Export", testName); n != s.exports {
 			t.Errorf("%s: %d exports, want %d", s.name, n, s.exports)
 		}
 		copyFiles(t, dir) // exactly one archive and one record, no temporary files
@@ -99,9 +101,9 @@ func TestLocalCopySaveReplacesDamagedArchive(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	lc := &keeper.LocalCopies{Dir: dir}
-	f := newFake()
+	f := keepertest.NewFake()
 	presentImage(f, testName, "v1", pinned())
-	v1, _ := image("v1")
+	v1, _ := keepertest.Image("v1")
 	if saved, err := lc.Save(ctx, f, testName, v1, ""); err != nil || !saved {
 		t.Fatalf("Save: %v %v", saved, err)
 	}
@@ -124,7 +126,7 @@ func TestLocalCopySaveReplacesDamagedArchive(t *testing.T) {
 			"archive exists, without checking the archive against the recorded sha256; a damaged copy is never "+
 			"replaced while the image stays present, and Restore fails when it is needed: %v", rerr)
 	}
-	f.remove(testName, true)
+	f.Remove(testName, true)
 	if _, err := lc.Restore(ctx, f, testName, pinned()); err != nil {
 		t.Errorf("Restore after the copy was saved again: %v", err)
 	}
@@ -132,12 +134,12 @@ func TestLocalCopySaveReplacesDamagedArchive(t *testing.T) {
 
 func TestLocalCopyRestore(t *testing.T) {
 	ctx := context.Background()
-	v1, v1cfg := image("v1")
+	v1, v1cfg := keepertest.Image("v1")
 	tests := []struct {
 		name       string
 		source     string
-		prepare    func(t *testing.T, dir string, f *fakeImages) // after Save, before Restore
-		wantErr    string                                        // substring; "" = success
+		prepare    func(t *testing.T, dir string, f *keepertest.Fake) // after Save, before Restore
+		wantErr    string                                             // substring; "" = success
 		wantNoCopy bool
 		wantImport bool
 	}{
@@ -145,7 +147,7 @@ func TestLocalCopyRestore(t *testing.T) {
 		{name: "round trip of a fallback image keeps its source", source: testFallback, wantImport: true},
 		{
 			name: "flipped byte",
-			prepare: func(t *testing.T, dir string, _ *fakeImages) {
+			prepare: func(t *testing.T, dir string, _ *keepertest.Fake) {
 				archive, _ := copyFiles(t, dir)
 				b, err := os.ReadFile(archive)
 				if err != nil {
@@ -160,7 +162,7 @@ func TestLocalCopyRestore(t *testing.T) {
 		},
 		{
 			name: "truncated archive",
-			prepare: func(t *testing.T, dir string, _ *fakeImages) {
+			prepare: func(t *testing.T, dir string, _ *keepertest.Fake) {
 				archive, _ := copyFiles(t, dir)
 				if err := os.Truncate(archive, 10); err != nil {
 					t.Fatal(err)
@@ -170,7 +172,7 @@ func TestLocalCopyRestore(t *testing.T) {
 		},
 		{
 			name: "archive missing",
-			prepare: func(t *testing.T, dir string, _ *fakeImages) {
+			prepare: func(t *testing.T, dir string, _ *keepertest.Fake) {
 				archive, _ := copyFiles(t, dir)
 				if err := os.Remove(archive); err != nil {
 					t.Fatal(err)
@@ -180,7 +182,7 @@ func TestLocalCopyRestore(t *testing.T) {
 		},
 		{
 			name: "record missing",
-			prepare: func(t *testing.T, dir string, _ *fakeImages) {
+			prepare: func(t *testing.T, dir string, _ *keepertest.Fake) {
 				_, record := copyFiles(t, dir)
 				if err := os.Remove(record); err != nil {
 					t.Fatal(err)
@@ -190,7 +192,7 @@ func TestLocalCopyRestore(t *testing.T) {
 		},
 		{
 			name: "record garbled",
-			prepare: func(t *testing.T, dir string, _ *fakeImages) {
+			prepare: func(t *testing.T, dir string, _ *keepertest.Fake) {
 				_, record := copyFiles(t, dir)
 				if err := os.WriteFile(record, []byte("{not json"), 0o600); err != nil {
 					t.Fatal(err)
@@ -200,7 +202,7 @@ func TestLocalCopyRestore(t *testing.T) {
 		},
 		{
 			name: "record of another image",
-			prepare: func(t *testing.T, dir string, _ *fakeImages) {
+			prepare: func(t *testing.T, dir string, _ *keepertest.Fake) {
 				_, record := copyFiles(t, dir)
 				b, err := os.ReadFile(record)
 				if err != nil {
@@ -215,8 +217,8 @@ func TestLocalCopyRestore(t *testing.T) {
 		},
 		{
 			name: "import fails",
-			prepare: func(_ *testing.T, _ string, f *fakeImages) {
-				f.errs["Import"] = errors.New("content store full")
+			prepare: func(_ *testing.T, _ string, f *keepertest.Fake) {
+				f.Fail("Import", errors.New("content store full"))
 			},
 			wantErr: "content store full", wantImport: true,
 		},
@@ -225,21 +227,21 @@ func TestLocalCopyRestore(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			lc := &keeper.LocalCopies{Dir: dir}
-			f := newFake()
+			f := keepertest.NewFake()
 			presentImage(f, testName, "v1", pinned())
 			if saved, err := lc.Save(ctx, f, testName, v1, tt.source); err != nil || !saved {
 				t.Fatalf("Save: %v %v", saved, err)
 			}
 			// containerd lost the image and its content.
-			f.remove(testName, true)
+			f.Remove(testName, true)
 			if tt.prepare != nil {
 				tt.prepare(t, dir, f)
 			}
-			f.resetCalls()
+			f.ResetCalls()
 
 			labels := with(pinned(), "team", "infra")
 			img, err := lc.Restore(ctx, f, testName, labels)
-			if got := f.count("Import", ""); got != map[bool]int{true: 1}[tt.wantImport] {
+			if got := f.Count("Import", ""); got != map[bool]int{true: 1}[tt.wantImport] {
 				t.Errorf("%d imports, want import %v", got, tt.wantImport)
 			}
 			switch {
@@ -256,7 +258,7 @@ func TestLocalCopyRestore(t *testing.T) {
 					t.Errorf("a broken copy reported as no copy: %v", err)
 				}
 				if !tt.wantImport {
-					if _, ok := f.record(testName); ok {
+					if _, ok := f.Record(testName); ok {
 						t.Errorf("a refused copy left a record")
 					}
 				}
@@ -271,10 +273,10 @@ func TestLocalCopyRestore(t *testing.T) {
 			if tt.source != "" {
 				wantLabels = with(labels, keeper.LabelSource, tt.source)
 			}
-			if imp := f.callsOf("Import")[0]; imp.name != testName || !reflect.DeepEqual(imp.labels, wantLabels) {
-				t.Errorf("Import(%s, %v), want (%s, %v)", imp.name, imp.labels, testName, wantLabels)
+			if imp := f.CallsOf("Import")[0]; imp.Name != testName || !reflect.DeepEqual(imp.Labels, wantLabels) {
+				t.Errorf("Import(%s, %v), want (%s, %v)", imp.Name, imp.Labels, testName, wantLabels)
 			}
-			if n := f.count("Unpack", testName); n != 1 {
+			if n := f.Count("Unpack", testName); n != 1 {
 				t.Errorf("%d unpacks after import, want 1", n)
 			}
 			complete, unpacked, cfg, err := f.Usable(ctx, testName)
@@ -287,12 +289,12 @@ func TestLocalCopyRestore(t *testing.T) {
 
 func TestLocalCopyRestoreNothingSaved(t *testing.T) {
 	lc := &keeper.LocalCopies{Dir: t.TempDir()}
-	f := newFake()
+	f := keepertest.NewFake()
 	_, err := lc.Restore(context.Background(), f, testName, pinned())
 	if !errors.Is(err, keeper.ErrNoCopy) {
 		t.Fatalf("Restore: %v, want ErrNoCopy", err)
 	}
-	if n := f.count("Import", ""); n != 0 {
+	if n := f.Count("Import", ""); n != 0 {
 		t.Errorf("%d imports", n)
 	}
 }
@@ -301,10 +303,10 @@ func TestLocalCopyRestoreNothingSaved(t *testing.T) {
 // name v1 while the archive, intact and matching its checksum, holds v2. In practice Save writes
 // such a pair when the image under the name changes between the keeper's Get and the Export
 // (Save records the caller's descriptor, and exports whatever the name points to then).
-func mismatchedCopy(t *testing.T, f *fakeImages, lc *keeper.LocalCopies) (v1 ocispec.Descriptor) {
+func mismatchedCopy(t *testing.T, f *keepertest.Fake, lc *keeper.LocalCopies) (v1 ocispec.Descriptor) {
 	t.Helper()
-	v1, _ = image("v1")
-	v2, _ := image("v2")
+	v1, _ = keepertest.Image("v1")
+	v2, _ := keepertest.Image("v2")
 	presentImage(f, testName, "v2", pinned())
 	if saved, err := lc.Save(context.Background(), f, testName, v2, ""); err != nil || !saved {
 		t.Fatalf("Save: %v %v", saved, err)
@@ -328,20 +330,20 @@ func mismatchedCopy(t *testing.T, f *fakeImages, lc *keeper.LocalCopies) (v1 oci
 	if err := os.WriteFile(record, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f.remove(testName, true)
+	f.Remove(testName, true)
 	return v1
 }
 
 func TestLocalCopyRestoreTargetMismatch(t *testing.T) {
 	ctx := context.Background()
 	lc := &keeper.LocalCopies{Dir: t.TempDir()}
-	f := newFake()
+	f := keepertest.NewFake()
 	v1 := mismatchedCopy(t, f, lc)
 	_, err := lc.Restore(ctx, f, testName, pinned())
 	if err == nil || !strings.Contains(err.Error(), v1.Digest.String()) {
 		t.Fatalf("Restore: %v, want a target mismatch error naming the recorded %s", err, v1.Digest)
 	}
-	if n := f.count("Unpack", ""); n != 0 {
+	if n := f.Count("Unpack", ""); n != 0 {
 		t.Errorf("%d unpacks of a refused copy", n)
 	}
 }
@@ -350,16 +352,16 @@ func TestKeeperDoesNotUseRefusedCopy(t *testing.T) {
 	// Every source fails and the copy is refused; neither that ensure nor the next may leave
 	// the refused image as the present one.
 	ctx := context.Background()
-	f := newFake()
+	f := keepertest.NewFake()
 	lc := &keeper.LocalCopies{Dir: t.TempDir()}
 	mismatchedCopy(t, f, lc)
-	f.serve(testName, "v3")
-	f.failPull(testName, errors.New("403 Forbidden"))
+	f.Serve(testName, "v3")
+	f.FailPull(testName, errors.New("403 Forbidden"))
 	k, _ := newKeeper(f, keeper.Options{Targets: []keeper.Target{sandboxTarget()}, LocalCopies: lc})
 	if err := k.Ensure(ctx, 0); err == nil || !strings.Contains(err.Error(), "local copy") {
 		t.Fatalf("first Ensure: %v, want the refused copy in the error", err)
 	}
-	rec, left := f.record(testName)
+	rec, left := f.Record(testName)
 	err := k.Ensure(ctx, 0)
 	if st := k.Status()[0]; left && err == nil && st.Present {
 		t.Fatalf("regression: localcopy.go:140-146 (Restore) imports the archive under the image's name before comparing "+
@@ -378,10 +380,10 @@ func TestKeeperDoesNotUseRefusedCopy(t *testing.T) {
 func TestLocalCopySaveExportFails(t *testing.T) {
 	dir := t.TempDir()
 	lc := &keeper.LocalCopies{Dir: dir}
-	f := newFake()
+	f := keepertest.NewFake()
 	presentImage(f, testName, "v1", pinned())
-	f.errs["Export"] = errors.New("exporting: content missing")
-	v1, _ := image("v1")
+	f.Fail("Export", errors.New("exporting: content missing"))
+	v1, _ := keepertest.Image("v1")
 	saved, err := lc.Save(context.Background(), f, testName, v1, "")
 	if err == nil || saved || !strings.Contains(err.Error(), "local copy of "+testName) {
 		t.Fatalf("Save: %v %v", saved, err)
@@ -408,10 +410,10 @@ func TestKeeperUsesLocalCopyOnlyWhenEverySourceFails(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFake()
-			desc, cfg := f.serve(testName, "v1")
-			f.serve(testFallback, "fallback")
-			log, hook := testLogger()
+			f := keepertest.NewFake()
+			desc, cfg := f.Serve(testName, "v1")
+			f.Serve(testFallback, "fallback")
+			log, hook := testutil.CaptureLogger()
 			k, _ := newKeeper(f, keeper.Options{
 				Targets:     []keeper.Target{sandboxTarget(testName, testFallback)},
 				LocalCopies: &keeper.LocalCopies{Dir: t.TempDir()},
@@ -420,41 +422,41 @@ func TestKeeperUsesLocalCopyOnlyWhenEverySourceFails(t *testing.T) {
 			if err := k.Ensure(ctx, 0); err != nil {
 				t.Fatalf("first Ensure: %v", err)
 			}
-			if n := f.count("Export", testName); n != 1 {
+			if n := f.Count("Export", testName); n != 1 {
 				t.Fatalf("%d exports after the first pull, want 1", n)
 			}
 			// An ensure of the present image does not save it again.
 			if err := k.Ensure(ctx, 0); err != nil {
 				t.Fatal(err)
 			}
-			if n := f.count("Export", testName); n != 1 {
+			if n := f.Count("Export", testName); n != 1 {
 				t.Errorf("%d exports after a second ensure, want 1", n)
 			}
 
 			// The image and its references go, content and all.
-			for _, n := range f.recordNames() {
-				f.remove(n, true)
+			for _, n := range f.RecordNames() {
+				f.Remove(n, true)
 			}
 			if tt.sourcesFail {
-				f.failPull(testName, errors.New("dial tcp: i/o timeout"))
-				f.failPull(testFallback, errors.New("dial tcp: i/o timeout"))
+				f.FailPull(testName, errors.New("dial tcp: i/o timeout"))
+				f.FailPull(testFallback, errors.New("dial tcp: i/o timeout"))
 			}
-			f.resetCalls()
+			f.ResetCalls()
 			if err := k.Ensure(ctx, 0); err != nil {
 				t.Fatalf("Ensure: %v", err)
 			}
-			if n := f.count("Pull", ""); tt.sourcesFail && n != 2 || !tt.sourcesFail && n != 1 {
+			if n := f.Count("Pull", ""); tt.sourcesFail && n != 2 || !tt.sourcesFail && n != 1 {
 				t.Errorf("%d pulls", n)
 			}
-			if got := f.count("Import", testName); got != map[bool]int{true: 1}[tt.wantImport] {
+			if got := f.Count("Import", testName); got != map[bool]int{true: 1}[tt.wantImport] {
 				t.Errorf("%d imports", got)
 			}
-			rec, ok := f.record(testName)
+			rec, ok := f.Record(testName)
 			if !ok || rec.Target.Digest != desc.Digest || rec.Labels[keeper.LabelPinned] != "pinned" || rec.Labels[keeper.LabelManaged] != "managed" {
 				t.Fatalf("record %+v %v", rec, ok)
 			}
 			for _, n := range []string{cfg, testRepo + "@" + desc.Digest.String()} {
-				if r, ok := f.record(n); !ok || r.Labels[keeper.LabelPinned] != "pinned" {
+				if r, ok := f.Record(n); !ok || r.Labels[keeper.LabelPinned] != "pinned" {
 					t.Errorf("reference %s not restored: %+v", n, r)
 				}
 			}
@@ -483,10 +485,10 @@ func TestKeeperUsesLocalCopyOnlyWhenEverySourceFails(t *testing.T) {
 
 func TestKeeperRestoresFallbackCopyWithoutDigestReference(t *testing.T) {
 	ctx := context.Background()
-	f := newFake()
-	f.serve(testName, "v1")
-	f.failPull(testName, errors.New("403 Forbidden"))
-	fdesc, _ := f.serve(testFallback, "fallback")
+	f := keepertest.NewFake()
+	f.Serve(testName, "v1")
+	f.FailPull(testName, errors.New("403 Forbidden"))
+	fdesc, _ := f.Serve(testFallback, "fallback")
 	k, _ := newKeeper(f, keeper.Options{
 		Targets:     []keeper.Target{sandboxTarget(testName, testFallback)},
 		LocalCopies: &keeper.LocalCopies{Dir: t.TempDir()},
@@ -494,18 +496,18 @@ func TestKeeperRestoresFallbackCopyWithoutDigestReference(t *testing.T) {
 	if err := k.Ensure(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range f.recordNames() {
-		f.remove(n, true)
+	for _, n := range f.RecordNames() {
+		f.Remove(n, true)
 	}
-	f.failPull(testFallback, errors.New("429 Too Many Requests"))
+	f.FailPull(testFallback, errors.New("429 Too Many Requests"))
 	if err := k.Ensure(ctx, 0); err != nil {
 		t.Fatalf("Ensure: %v", err)
 	}
-	rec, _ := f.record(testName)
+	rec, _ := f.Record(testName)
 	if rec.Target.Digest != fdesc.Digest || rec.Labels[keeper.LabelSource] != testFallback {
 		t.Errorf("restored record %+v", rec)
 	}
-	for _, n := range f.recordNames() {
+	for _, n := range f.RecordNames() {
 		if strings.HasPrefix(n, testRepo+"@") {
 			t.Errorf("record %s created for a fallback image", n)
 		}
@@ -515,8 +517,8 @@ func TestKeeperRestoresFallbackCopyWithoutDigestReference(t *testing.T) {
 func TestKeeperLocalCopyCorruptedReportsEverything(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	f := newFake()
-	f.serve(testName, "v1")
+	f := keepertest.NewFake()
+	f.Serve(testName, "v1")
 	k, _ := newKeeper(f, keeper.Options{Targets: []keeper.Target{sandboxTarget()}, LocalCopies: &keeper.LocalCopies{Dir: dir}})
 	if err := k.Ensure(ctx, 0); err != nil {
 		t.Fatal(err)
@@ -527,10 +529,10 @@ func TestKeeperLocalCopyCorruptedReportsEverything(t *testing.T) {
 	if err := os.WriteFile(archive, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range f.recordNames() {
-		f.remove(n, true)
+	for _, n := range f.RecordNames() {
+		f.Remove(n, true)
 	}
-	f.failPull(testName, errors.New("403 Forbidden"))
+	f.FailPull(testName, errors.New("403 Forbidden"))
 	err := k.Ensure(ctx, 0)
 	if err == nil {
 		t.Fatal("Ensure succeeded from a corrupted copy")
@@ -538,7 +540,7 @@ func TestKeeperLocalCopyCorruptedReportsEverything(t *testing.T) {
 	if msg := err.Error(); !strings.Contains(msg, testName+": 403 Forbidden; local copy: local copy ") || !strings.Contains(msg, "is corrupted") || strings.Contains(msg, "\n") {
 		t.Errorf("error %q", msg)
 	}
-	if n := f.count("Import", ""); n != 0 {
+	if n := f.Count("Import", ""); n != 0 {
 		t.Errorf("%d imports of a corrupted copy", n)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
 	"github.com/sandbox-guard/sandbox-guard/internal/containerd"
 	"github.com/sandbox-guard/sandbox-guard/internal/keeper"
+	"github.com/sandbox-guard/sandbox-guard/internal/keeper/keepertest"
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 const markerName = "example.test/marker:1"
@@ -54,17 +56,17 @@ func runTargets() []keeper.Target {
 }
 
 // runFake serves both targets; nothing is present yet.
-func runFake() *fakeImages {
-	f := newFake()
-	f.serve(testName, "sandbox")
-	f.serve(markerName, "marker")
+func runFake() *keepertest.Fake {
+	f := keepertest.NewFake()
+	f.Serve(testName, "sandbox")
+	f.Serve(markerName, "marker")
 	return f
 }
 
 // waitPresent waits until every target has been ensured successfully.
 func waitPresent(t *testing.T, k *keeper.Keeper) {
 	t.Helper()
-	waitFor(t, "every target present", func() bool {
+	testutil.WaitFor(t, "every target present", func() bool {
 		for _, st := range k.Status() {
 			if !st.Present {
 				return false
@@ -78,84 +80,86 @@ func waitPresent(t *testing.T, k *keeper.Keeper) {
 // and waits for the marker's ensure. Run ensures one target at a time in the order they were
 // queued, so once the marker's ensure has started, every ensure queued by earlier events has
 // finished.
-func syncRun(t *testing.T, f *fakeImages, s *stream) {
+func syncRun(t *testing.T, f *keepertest.Fake, s *keepertest.Stream) {
 	t.Helper()
-	before := f.count("Get", markerName)
-	s.send(t, containerd.Event{Kind: containerd.Deleted, Name: markerName})
-	waitFor(t, "the marker's ensure", func() bool { return f.count("Get", markerName) > before })
+	before := f.Count("Get", markerName)
+	s.Send(t, containerd.Event{Kind: containerd.Deleted, Name: markerName})
+	testutil.WaitFor(t, "the marker's ensure", func() bool { return f.Count("Get", markerName) > before })
 }
 
 func TestRunEvents(t *testing.T) {
-	desc, cfg := image("sandbox")
+	desc, cfg := keepertest.Image("sandbox")
 	digestRef := testRepo + "@" + desc.Digest.String()
 	tests := []struct {
 		name       string
-		change     func(f *fakeImages) // what happened in containerd
+		change     func(f *keepertest.Fake) // what happened in containerd
 		event      containerd.Event
 		wantEnsure bool
-		check      func(t *testing.T, f *fakeImages)
+		check      func(t *testing.T, f *keepertest.Fake)
 	}{
 		{
 			name:       "name deleted",
-			change:     func(f *fakeImages) { f.remove(testName, true) },
+			change:     func(f *keepertest.Fake) { f.Remove(testName, true) },
 			event:      containerd.Event{Kind: containerd.Deleted, Name: testName},
 			wantEnsure: true,
-			check: func(t *testing.T, f *fakeImages) {
-				if n := f.count("Pull", testName); n != 1 {
+			check: func(t *testing.T, f *keepertest.Fake) {
+				if n := f.Count("Pull", testName); n != 1 {
 					t.Errorf("%d pulls after the deletion, want 1", n)
 				}
-				if r, ok := f.record(testName); !ok || !reflect.DeepEqual(r.Labels, pinned()) {
+				if r, ok := f.Record(testName); !ok || !reflect.DeepEqual(r.Labels, pinned()) {
 					t.Errorf("record %+v %v", r, ok)
 				}
 			},
 		},
 		{
 			name:       "image ID record deleted",
-			change:     func(f *fakeImages) { f.remove(cfg, false) },
+			change:     func(f *keepertest.Fake) { f.Remove(cfg, false) },
 			event:      containerd.Event{Kind: containerd.Deleted, Name: cfg},
 			wantEnsure: true,
-			check: func(t *testing.T, f *fakeImages) {
-				if n := f.count("Pull", ""); n != 0 {
+			check: func(t *testing.T, f *keepertest.Fake) {
+				if n := f.Count("Pull", ""); n != 0 {
 					t.Errorf("%d pulls", n)
 				}
-				if r, ok := f.record(cfg); !ok || r.Target.Digest != desc.Digest || !reflect.DeepEqual(r.Labels, pinned()) {
+				if r, ok := f.Record(cfg); !ok || r.Target.Digest != desc.Digest || !reflect.DeepEqual(r.Labels, pinned()) {
 					t.Errorf("image ID record not recreated: %+v %v", r, ok)
 				}
 			},
 		},
 		{
 			name:       "digest reference deleted",
-			change:     func(f *fakeImages) { f.remove(digestRef, false) },
+			change:     func(f *keepertest.Fake) { f.Remove(digestRef, false) },
 			event:      containerd.Event{Kind: containerd.Deleted, Name: digestRef},
 			wantEnsure: true,
-			check: func(t *testing.T, f *fakeImages) {
-				if _, ok := f.record(digestRef); !ok {
+			check: func(t *testing.T, f *keepertest.Fake) {
+				if _, ok := f.Record(digestRef); !ok {
 					t.Errorf("%s not recreated", digestRef)
 				}
 			},
 		},
 		{
-			name:       "updated without the pinned label",
-			change:     func(f *fakeImages) { f.setRecord(testName, desc, map[string]string{keeper.LabelManaged: "managed"}) },
+			name: "updated without the pinned label",
+			change: func(f *keepertest.Fake) {
+				f.SetRecord(testName, desc, map[string]string{keeper.LabelManaged: "managed"})
+			},
 			event:      containerd.Event{Kind: containerd.Updated, Name: testName, Labels: map[string]string{keeper.LabelManaged: "managed"}},
 			wantEnsure: true,
-			check: func(t *testing.T, f *fakeImages) {
-				sl := f.callsOf("SetLabels")
-				if len(sl) != 1 || sl[0].name != testName || !reflect.DeepEqual(sl[0].labels, pinned()) {
+			check: func(t *testing.T, f *keepertest.Fake) {
+				sl := f.CallsOf("SetLabels")
+				if len(sl) != 1 || sl[0].Name != testName || !reflect.DeepEqual(sl[0].Labels, pinned()) {
 					t.Errorf("SetLabels calls %+v, want one re-pin", sl)
 				}
-				if n := f.count("Pull", ""); n != 0 {
+				if n := f.Count("Pull", ""); n != 0 {
 					t.Errorf("%d pulls for a re-pin", n)
 				}
 			},
 		},
 		{
 			name:       "created without the pinned label",
-			change:     func(f *fakeImages) { f.setRecord(testName, desc, nil) },
+			change:     func(f *keepertest.Fake) { f.SetRecord(testName, desc, nil) },
 			event:      containerd.Event{Kind: containerd.Created, Name: testName},
 			wantEnsure: true,
-			check: func(t *testing.T, f *fakeImages) {
-				if n := f.count("SetLabels", testName); n != 1 {
+			check: func(t *testing.T, f *keepertest.Fake) {
+				if n := f.Count("SetLabels", testName); n != 1 {
 					t.Errorf("%d SetLabels, want 1", n)
 				}
 			},
@@ -187,18 +191,18 @@ func TestRunEvents(t *testing.T) {
 			k, _ := newKeeper(f, keeper.Options{Targets: runTargets(), Reconcile: time.Hour})
 			startRun(t, k)
 			waitPresent(t, k)
-			s := f.stream(t, 1)
+			s := f.Stream(t, 1)
 			syncRun(t, f, s) // the initial ensures are over
-			before := f.count("Get", testName)
-			f.resetCalls()
+			before := f.Count("Get", testName)
+			f.ResetCalls()
 
 			if tt.change != nil {
 				tt.change(f)
 			}
-			s.send(t, tt.event)
+			s.Send(t, tt.event)
 			syncRun(t, f, s)
 
-			ensures := f.count("Get", testName)
+			ensures := f.Count("Get", testName)
 			if tt.wantEnsure && ensures != 1 || !tt.wantEnsure && ensures != 0 {
 				t.Errorf("%d ensures of %s after the event (%d before), want ensure %v", ensures, testName, before, tt.wantEnsure)
 			}
@@ -219,29 +223,29 @@ func TestRunEvents(t *testing.T) {
 
 func TestRunResubscribesAfterBreak(t *testing.T) {
 	f := runFake()
-	log, hook := testLogger()
+	log, hook := testutil.CaptureLogger()
 	k, _ := newKeeper(f, keeper.Options{Targets: runTargets(), Reconcile: time.Hour, Log: log})
 	startRun(t, k)
 	waitPresent(t, k)
-	s := f.stream(t, 1)
+	s := f.Stream(t, 1)
 	syncRun(t, f, s)
 
 	for n := 2; n <= 3; n++ {
-		gets := map[string]int{testName: f.count("Get", testName), markerName: f.count("Get", markerName)}
-		s.stop(errors.New("containerd image events: rpc error: code = Unavailable desc = error reading from server: EOF"))
-		s = f.stream(t, n)
+		gets := map[string]int{testName: f.Count("Get", testName), markerName: f.Count("Get", markerName)}
+		s.Stop(errors.New("containerd image events: rpc error: code = Unavailable desc = error reading from server: EOF"))
+		s = f.Stream(t, n)
 		// Events during the break are lost: everything is looked at again.
 		for name, c := range gets {
-			waitFor(t, "re-ensure of "+name+" after resubscribing", func() bool { return f.count("Get", name) > c })
+			testutil.WaitFor(t, "re-ensure of "+name+" after resubscribing", func() bool { return f.Count("Get", name) > c })
 		}
-		if got := f.count("Subscribe", ""); got != n {
+		if got := f.Count("Subscribe", ""); got != n {
 			t.Errorf("%d subscriptions, want %d", got, n)
 		}
 		// The new stream is followed.
-		f.remove(testName, true)
-		pulls := f.count("Pull", testName)
-		s.send(t, containerd.Event{Kind: containerd.Deleted, Name: testName})
-		waitFor(t, "repair after a deletion on the new stream", func() bool { return f.count("Pull", testName) > pulls })
+		f.Remove(testName, true)
+		pulls := f.Count("Pull", testName)
+		s.Send(t, containerd.Event{Kind: containerd.Deleted, Name: testName})
+		testutil.WaitFor(t, "repair after a deletion on the new stream", func() bool { return f.Count("Pull", testName) > pulls })
 	}
 	waitPresent(t, k)
 	var warned bool
@@ -257,8 +261,8 @@ func TestRunResubscribesAfterBreak(t *testing.T) {
 
 func TestRunRetriesWithBackoff(t *testing.T) {
 	f := runFake()
-	f.failPull(testName, errors.New("dial tcp: i/o timeout"))
-	log, hook := testLogger()
+	f.FailPull(testName, errors.New("dial tcp: i/o timeout"))
+	log, hook := testutil.CaptureLogger()
 	k, _ := newKeeper(f, keeper.Options{
 		Targets:   runTargets(),
 		Reconcile: time.Hour,
@@ -266,11 +270,11 @@ func TestRunRetriesWithBackoff(t *testing.T) {
 		Log:       log,
 	})
 	startRun(t, k)
-	waitFor(t, "the first pull", func() bool { return f.count("Pull", testName) > 0 })
+	testutil.WaitFor(t, "the first pull", func() bool { return f.Count("Pull", testName) > 0 })
 	const window = 600 * time.Millisecond
 	time.Sleep(window)
 	// Retries at about 0, 20, 60, 110, 160 ... 560ms: 13. A hot loop would make thousands.
-	n := f.count("Pull", testName)
+	n := f.Count("Pull", testName)
 	if n < 4 || n > 20 {
 		t.Errorf("%d pulls of a failing image in %v, want about 13", n, window)
 	}
@@ -288,11 +292,11 @@ func TestRunRetriesWithBackoff(t *testing.T) {
 	}
 
 	// The source comes back: the image is pulled, and the retries stop.
-	f.failPull(testName, nil)
+	f.FailPull(testName, nil)
 	waitPresent(t, k)
-	settled := f.count("Pull", testName)
+	settled := f.Count("Pull", testName)
 	time.Sleep(200 * time.Millisecond)
-	if n := f.count("Pull", testName); n != settled {
+	if n := f.Count("Pull", testName); n != settled {
 		t.Errorf("%d pulls after the image became present", n-settled)
 	}
 }
@@ -303,19 +307,19 @@ func TestRunRetriesWithBackoff(t *testing.T) {
 // per reconcile tick), however long it has been failing.
 func TestRunRetriesDoNotMultiply(t *testing.T) {
 	f := runFake()
-	f.failPull(testName, errors.New("dial tcp: i/o timeout"))
+	f.FailPull(testName, errors.New("dial tcp: i/o timeout"))
 	k, _ := newKeeper(f, keeper.Options{
 		Targets:   runTargets(),
 		Reconcile: 50 * time.Millisecond,
 		Retry:     backoff.Policy{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond, Factor: 2, Jitter: 0.2},
 	})
 	r := startRun(t, k)
-	waitFor(t, "the first pull", func() bool { return f.count("Pull", testName) > 0 })
+	testutil.WaitFor(t, "the first pull", func() bool { return f.Count("Pull", testName) > 0 })
 	time.Sleep(500 * time.Millisecond)
-	start := f.count("Pull", testName)
+	start := f.Count("Pull", testName)
 	const window = time.Second
 	time.Sleep(window)
-	n := f.count("Pull", testName) - start
+	n := f.Count("Pull", testName) - start
 	r.stop(t)
 	// One retry chain (every 40-60ms) and the reconcile ticks (every 50ms): at most about 45
 	// attempts a second.
@@ -332,34 +336,34 @@ func TestRunReconciles(t *testing.T) {
 	startRun(t, k)
 	waitPresent(t, k)
 	// The image goes without any event (an event lost, say): the reconcile finds it.
-	f.remove(testName, true)
-	waitFor(t, "a reconcile pull", func() bool { return f.count("Pull", testName) >= 2 })
+	f.Remove(testName, true)
+	testutil.WaitFor(t, "a reconcile pull", func() bool { return f.Count("Pull", testName) >= 2 })
 	waitPresent(t, k)
-	gets := f.count("Get", markerName)
-	waitFor(t, "more reconciles", func() bool { return f.count("Get", markerName) >= gets+3 })
+	gets := f.Count("Get", markerName)
+	testutil.WaitFor(t, "more reconciles", func() bool { return f.Count("Get", markerName) >= gets+3 })
 }
 
 func TestRunStopsWithContext(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	f := runFake()
-	f.failPull(markerName, errors.New("403 Forbidden")) // a retry is pending when Run stops
+	f.FailPull(markerName, errors.New("403 Forbidden")) // a retry is pending when Run stops
 	k, _ := newKeeper(f, keeper.Options{Targets: runTargets(), Reconcile: time.Hour,
 		Retry: backoff.Policy{Initial: 30 * time.Millisecond, Max: 30 * time.Millisecond}})
 	r := startRun(t, k)
-	waitFor(t, "the sandbox image", func() bool { return k.Status()[0].Present })
-	f.stream(t, 1)
+	testutil.WaitFor(t, "the sandbox image", func() bool { return k.Status()[0].Present })
+	f.Stream(t, 1)
 	r.stop(t)
 	// Nothing runs after Run returned: no ensure, no resubscription.
 	time.Sleep(100 * time.Millisecond)
-	calls := len(f.callsOf("Get")) + f.count("Subscribe", "")
+	calls := len(f.CallsOf("Get")) + f.Count("Subscribe", "")
 	time.Sleep(100 * time.Millisecond)
-	if got := len(f.callsOf("Get")) + f.count("Subscribe", ""); got != calls {
+	if got := len(f.CallsOf("Get")) + f.Count("Subscribe", ""); got != calls {
 		t.Errorf("%d calls after Run returned", got-calls)
 	}
 }
 
 func TestRunWithoutTargetsReturns(t *testing.T) {
-	f := newFake()
+	f := keepertest.NewFake()
 	k, _ := newKeeper(f, keeper.Options{})
 	done := make(chan struct{})
 	go func() {
@@ -371,7 +375,7 @@ func TestRunWithoutTargetsReturns(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run without targets did not return")
 	}
-	if n := f.count("Subscribe", ""); n != 0 {
+	if n := f.Count("Subscribe", ""); n != 0 {
 		t.Errorf("%d subscriptions without targets", n)
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/sandbox-guard/sandbox-guard/internal/ecr"
 	"github.com/sandbox-guard/sandbox-guard/internal/ecr/ecrtest"
 	"github.com/sandbox-guard/sandbox-guard/internal/keeper"
+	"github.com/sandbox-guard/sandbox-guard/internal/keeper/keepertest"
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 const (
@@ -90,17 +92,17 @@ func TestConcurrentEnsuresShareOneToken(t *testing.T) {
 	clock := newClock()
 	srv := ecrtest.NewServer(ecrtest.Config{Password: ecrPassword, Now: clock.Now})
 	defer srv.Close()
-	log, hook := testLogger()
+	log, hook := testutil.CaptureLogger()
 	p := ecrProvider(t, srv, clock.Now, log)
 
-	f := newFake()
-	f.wantUser, f.wantSecret = ecrtest.DefaultUsername, ecrPassword
+	f := keepertest.NewFake()
+	f.RequireCredentials(ecrtest.DefaultUsername, ecrPassword)
 	targets := ecrTargets(n)
 	for _, tg := range targets {
-		f.serveAuth(tg.Name, tg.Name)
+		f.ServeAuth(tg.Name, tg.Name)
 	}
 	var gate atomic.Pointer[barrier]
-	f.onPull = func(context.Context, string) { gate.Load().wait() }
+	f.OnPull(func(context.Context, string) { gate.Load().wait() })
 	k, _ := newKeeper(f, keeper.Options{Targets: targets, Credentials: keeper.ECRCredentials(p), Log: log, Now: clock.Now})
 
 	ensureAll := func(round string) []error {
@@ -123,8 +125,8 @@ func TestConcurrentEnsuresShareOneToken(t *testing.T) {
 		return errs
 	}
 	forgetImages := func() {
-		for _, name := range f.recordNames() {
-			f.remove(name, true)
+		for _, name := range f.RecordNames() {
+			f.Remove(name, true)
 		}
 	}
 
@@ -133,13 +135,13 @@ func TestConcurrentEnsuresShareOneToken(t *testing.T) {
 	if got := srv.Calls(); got != 1 {
 		t.Errorf("%d GetAuthorizationToken calls for %d concurrent ensures, want 1", got, n)
 	}
-	pulls := f.callsOf("Pull")
+	pulls := f.CallsOf("Pull")
 	if len(pulls) != n {
 		t.Fatalf("%d pulls, want %d", len(pulls), n)
 	}
 	for _, c := range pulls {
-		if c.host != ecrHost || c.user != ecrtest.DefaultUsername {
-			t.Errorf("pull of %s asked credentials for %q and got user %q", c.name, c.host, c.user)
+		if c.Host != ecrHost || c.User != ecrtest.DefaultUsername {
+			t.Errorf("pull of %s asked credentials for %q and got user %q", c.Name, c.Host, c.User)
 		}
 	}
 	for i, st := range k.Status() {
@@ -181,7 +183,7 @@ func TestECRCredentials(t *testing.T) {
 	clock := newClock()
 	srv := ecrtest.NewServer(ecrtest.Config{Password: ecrPassword, Now: clock.Now})
 	defer srv.Close()
-	log, hook := testLogger()
+	log, hook := testutil.CaptureLogger()
 	p := ecrProvider(t, srv, clock.Now, log)
 	creds := keeper.ECRCredentials(p)
 	ctx := context.Background()
@@ -218,9 +220,9 @@ func TestECRCredentials(t *testing.T) {
 	}
 
 	// Through the keeper: an image on docker.io is pulled anonymously, without an ECR call.
-	f := newFake()
+	f := keepertest.NewFake()
 	const hub = "docker.io/library/busybox:1.36"
-	f.serveAuth(hub, "hub") // wantUser and wantSecret empty: the registry takes anonymous pulls
+	f.ServeAuth(hub, "hub") // wantUser and wantSecret empty: the registry takes anonymous pulls
 	k, _ := newKeeper(f, keeper.Options{Targets: []keeper.Target{{Name: hub, Role: "pinned image", Sources: []string{hub}}}, Credentials: creds, Log: log})
 	calls := srv.Calls()
 	err := k.Ensure(ctx, 0)
@@ -228,7 +230,7 @@ func TestECRCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Ensure: %v", err)
 	}
-	if pulls := f.callsOf("Pull"); len(pulls) != 1 || pulls[0].host != "docker.io" || pulls[0].user != "" {
+	if pulls := f.CallsOf("Pull"); len(pulls) != 1 || pulls[0].Host != "docker.io" || pulls[0].User != "" {
 		t.Errorf("pulls %+v, want one anonymous pull from docker.io", pulls)
 	}
 	if got := srv.Calls(); got != calls {
@@ -241,13 +243,13 @@ func TestECRRefusalSurfacesWithoutToken(t *testing.T) {
 	clock := newClock()
 	srv := ecrtest.NewServer(ecrtest.Config{Password: ecrPassword, Now: clock.Now})
 	defer srv.Close()
-	log, hook := testLogger()
+	log, hook := testutil.CaptureLogger()
 	p := ecrProvider(t, srv, clock.Now, log)
 
-	f := newFake()
-	f.wantUser, f.wantSecret = ecrtest.DefaultUsername, ecrPassword
+	f := keepertest.NewFake()
+	f.RequireCredentials(ecrtest.DefaultUsername, ecrPassword)
 	targets := ecrTargets(1)
-	f.serveAuth(targets[0].Name, "x")
+	f.ServeAuth(targets[0].Name, "x")
 	k, _ := newKeeper(f, keeper.Options{Targets: targets, Credentials: keeper.ECRCredentials(p), Log: log})
 	ctx := context.Background()
 
@@ -259,8 +261,8 @@ func TestECRRefusalSurfacesWithoutToken(t *testing.T) {
 	var errs []error
 	srv.SetMode(ecrtest.AccessDenied)
 	clock.Advance(7 * time.Hour)
-	for _, n := range f.recordNames() {
-		f.remove(n, true)
+	for _, n := range f.RecordNames() {
+		f.Remove(n, true)
 	}
 	err := k.Ensure(ctx, 0)
 	errs = append(errs, err)
@@ -271,8 +273,8 @@ func TestECRRefusalSurfacesWithoutToken(t *testing.T) {
 	// Once the token expires, the refusal is the error: one line, naming the image, the
 	// region and the AWS error code, without the token.
 	clock.Advance(5 * time.Hour)
-	for _, n := range f.recordNames() {
-		f.remove(n, true)
+	for _, n := range f.RecordNames() {
+		f.Remove(n, true)
 	}
 	err = k.Ensure(ctx, 0)
 	errs = append(errs, err)

@@ -12,9 +12,7 @@ import (
 	"testing"
 	"time"
 
-	clog "github.com/containerd/log"
-	"github.com/sirupsen/logrus"
-	logtest "github.com/sirupsen/logrus/hooks/test"
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 type fakeHealth struct {
@@ -192,10 +190,9 @@ func TestServerBadAddress(t *testing.T) {
 }
 
 func TestServerStopsWhenCtxEnds(t *testing.T) {
-	log, hook := logtest.NewNullLogger()
-	log.SetLevel(logrus.DebugLevel)
+	log, hook := testutil.CaptureLogger()
 	s := NewServer("127.0.0.1:0", New(), &fakeHealth{})
-	ctx, cancel := context.WithCancel(clog.WithLogger(context.Background(), logrus.NewEntry(log)))
+	ctx, cancel := context.WithCancel(testutil.Context(log))
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

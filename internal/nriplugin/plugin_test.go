@@ -15,32 +15,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/log"
 	"github.com/containerd/nri/pkg/adaptation"
 	"github.com/containerd/nri/pkg/api"
 	nrilog "github.com/containerd/nri/pkg/log"
-	"github.com/sirupsen/logrus"
 	"go.uber.org/goleak"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
 	"github.com/sandbox-guard/sandbox-guard/internal/gate"
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
-	nrilog.Set(nriLogger{quietLog()}) // the runtime side logs through the same package
+	nrilog.Set(nriLogger{testutil.QuietLogger()}) // the runtime side logs through the same package
 	goleak.VerifyTestMain(m)
 }
 
-func quietLog() *logrus.Logger {
-	l := logrus.New()
-	l.SetOutput(io.Discard)
-	return l
-}
-
 // quietCtx carries a logger that discards.
-func quietCtx() context.Context {
-	return log.WithLogger(context.Background(), logrus.NewEntry(quietLog()))
-}
+func quietCtx() context.Context { return testutil.Context(testutil.QuietLogger()) }
 
 func podNetNS() []*api.LinuxNamespace {
 	return []*api.LinuxNamespace{
@@ -235,18 +226,6 @@ func TestConfigure(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // fakeRuntime is the runtime side of NRI, as containerd embeds it. The adaptation listens on a
 // private socket behind a byte-for-byte proxy on the socket the plugin dials: stopping both
 // closes the plugin's connection and removes the socket, as a containerd restart does (the
@@ -403,9 +382,9 @@ func TestAgainstNRIRuntime(t *testing.T) {
 	// The runtime registers the plugin after synchronising it, a little after Configure.
 	expectRejection := func(phase string) {
 		t.Helper()
-		waitFor(t, phase+": connected", p.Connected)
+		testutil.WaitFor(t, phase+": connected", p.Connected)
 		var err error
-		waitFor(t, phase+": a rejection through NRI", func() bool {
+		testutil.WaitFor(t, phase+": a rejection through NRI", func() bool {
 			err = rt.runPodSandbox(blocked)
 			return err != nil
 		})
@@ -437,9 +416,9 @@ func TestAgainstNRIRuntime(t *testing.T) {
 
 	// containerd restarts: the plugin notices and reconnects to the new runtime.
 	rt.stop()
-	waitFor(t, "disconnect after the runtime stopped", func() bool { return !p.Connected() })
+	testutil.WaitFor(t, "disconnect after the runtime stopped", func() bool { return !p.Connected() })
 	rt.start()
-	waitFor(t, "a second registration", func() bool { return p.Connects() >= 2 })
+	testutil.WaitFor(t, "a second registration", func() bool { return p.Connects() >= 2 })
 	expectRejection("after reconnecting")
 	if p.Connects() != 2 {
 		t.Errorf("Connects = %d, want 2", p.Connects())
@@ -472,7 +451,7 @@ func TestReconnectsUntilRuntimeAppears(t *testing.T) {
 		t.Fatal("connected before the runtime exists")
 	}
 	rt.start()
-	waitFor(t, "connection once the runtime listens", p.Connected)
+	testutil.WaitFor(t, "connection once the runtime listens", p.Connected)
 	cancel()
 	select {
 	case err := <-done:
@@ -529,12 +508,12 @@ func TestStandsByWhileToldTo(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	waitFor(t, "StandBy asked several times", func() bool { return asked.Load() >= 5 })
+	testutil.WaitFor(t, "StandBy asked several times", func() bool { return asked.Load() >= 5 })
 	if p.Connects() != 0 {
 		t.Fatalf("connected %d times while standing by", p.Connects())
 	}
 	standBy.Store(false)
-	waitFor(t, "connection once no longer standing by", p.Connected)
+	testutil.WaitFor(t, "connection once no longer standing by", p.Connected)
 	cancel()
 	<-done
 }

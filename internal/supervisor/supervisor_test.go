@@ -9,14 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/log"
-	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 	"go.uber.org/goleak"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/gate"
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -46,28 +45,17 @@ func testConfig(t *testing.T, marker string, mutate func(*config.Config)) *confi
 // testContext carries a logger that records what is logged.
 func testContext(t *testing.T) (context.Context, *logtest.Hook) {
 	t.Helper()
-	l, h := logtest.NewNullLogger()
-	l.SetLevel(logrus.DebugLevel)
-	ctx, cancel := context.WithCancel(context.Background())
+	l, h := testutil.CaptureLogger()
+	ctx, cancel := context.WithCancel(testutil.Context(l))
 	t.Cleanup(cancel)
-	return log.WithLogger(ctx, logrus.NewEntry(l)), h
+	return ctx, h
 }
 
 func podNet() gate.Pod {
 	return gate.Pod{Namespace: "default", Name: "web", UID: "u1", Labels: map[string]string{"app": "web"}}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
+var waitFor = testutil.WaitFor
 
 func TestGateOffUntilApplied(t *testing.T) {
 	s := New("test")

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -31,6 +30,7 @@ import (
 	"github.com/sandbox-guard/sandbox-guard/internal/nriplugin"
 	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
 	"github.com/sandbox-guard/sandbox-guard/internal/supervisor"
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 // Measurement 1: the RunPodSandbox decision, in process (Go benchmarks) and through a real NRI
@@ -69,8 +69,7 @@ checks:
 	if err != nil {
 		tb.Fatal(err)
 	}
-	log := logrus.New()
-	log.SetOutput(io.Discard) // formatting still happens for enabled levels; only the write is saved
+	log := testutil.QuietLogger() // formatting still happens for enabled levels; only the write is saved
 	log.SetLevel(level)
 	ctx, cancel := context.WithCancel(clog.WithLogger(context.Background(), logrus.NewEntry(log)))
 	s := supervisor.New("bench")
@@ -495,9 +494,7 @@ func startInProcess(t testing.TB, name string, admitter nriplugin.Admitter) (*nr
 		return nil, err
 	}
 	ca := &countingAdmitter{a: admitter}
-	quiet := logrus.New()
-	quiet.SetOutput(io.Discard)
-	p := nriplugin.New(clog.WithLogger(context.Background(), logrus.NewEntry(quiet)), nriplugin.Options{SocketPath: rt.sock, Name: "sandbox-guard", Idx: "10",
+	p := nriplugin.New(testutil.Context(testutil.QuietLogger()), nriplugin.Options{SocketPath: rt.sock, Name: "sandbox-guard", Idx: "10",
 		Reconnect: backoff.Policy{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}})
 	p.SetAdmitter(ca)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -542,9 +539,7 @@ func TestNRINoopChild(t *testing.T) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	var calls atomic.Int64
-	quiet := logrus.New()
-	quiet.SetOutput(io.Discard)
-	p := nriplugin.New(clog.WithLogger(ctx, logrus.NewEntry(quiet)), nriplugin.Options{SocketPath: sock, Name: "noop", Idx: "10"})
+	p := nriplugin.New(clog.WithLogger(ctx, logrus.NewEntry(testutil.QuietLogger())), nriplugin.Options{SocketPath: sock, Name: "noop", Idx: "10"})
 	p.SetAdmitter(admitFunc(func(context.Context, gate.Pod) error {
 		if calls.Add(1) == 1 {
 			fmt.Println("SGBENCH-NOOP-FIRST-CALL")

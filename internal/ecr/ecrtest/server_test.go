@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 const signed = "AWS4-HMAC-SHA256 Credential=AKID/20250601/eu-west-1/ecr/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature=00"
@@ -139,9 +141,7 @@ func TestFakeCloseReleasesHang(t *testing.T) {
 		}
 	}()
 	<-started
-	for srv.Calls() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.WaitFor(t, "the API call to start", func() bool { return srv.Calls() > 0 })
 	done := make(chan struct{})
 	go func() { srv.Close(); close(done) }()
 	select {

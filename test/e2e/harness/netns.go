@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -102,6 +104,90 @@ func (n *NetNS) HTTPClient() *http.Client {
 		return c, err
 	}
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// Forward relays a loopback port of the test process's own network namespace to addr inside
+// the namespace, for clients that run in the test process: the containerd Go client fetches
+// images itself, not in containerd. It returns the relay's address; the relay and its
+// connections close when the test ends.
+func (n *NetNS) Forward(t testing.TB, addr string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("relay to %s in %s: %v", addr, n.Name, err)
+	}
+	var (
+		mu     sync.Mutex
+		conns  []net.Conn
+		closed bool
+		wg     sync.WaitGroup
+	)
+	track := func(c net.Conn) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			c.Close()
+			return false
+		}
+		conns = append(conns, c)
+		return true
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return // closed at cleanup
+			}
+			if !track(in) {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var out net.Conn
+				if err := n.Do(func() (err error) {
+					out, err = (&net.Dialer{Timeout: 5 * time.Second}).Dial("tcp", addr)
+					return err
+				}); err != nil {
+					in.Close()
+					return
+				}
+				if !track(out) {
+					in.Close()
+					return
+				}
+				relay(in, out)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		closed = true
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return l.Addr().String()
+}
+
+// relay copies both ways until either side is done, then closes both.
+func relay(a, b net.Conn) {
+	done := make(chan struct{}, 2)
+	cp := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		done <- struct{}{}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	<-done
+	a.Close()
+	b.Close()
+	<-done
 }
 
 // destroy kills whatever still runs in the namespace and deletes it.

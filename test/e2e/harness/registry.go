@@ -129,7 +129,29 @@ func (r *Registry) Log(t testing.TB) string {
 // reference and manifest digest.
 func (r *Registry) PushPause(t testing.TB, env *Env, repo, tag string) (ref string, digest v1.Hash) {
 	t.Helper()
+	return r.push(t, pauseImage(t, env), repo, tag)
+}
+
+// PushPauseVariant pushes as repo:tag a pause image whose config carries variant as a label,
+// so that each variant is another image (manifest and config) over the same layer. It returns
+// the reference, the manifest digest and the config digest.
+func (r *Registry) PushPauseVariant(t testing.TB, env *Env, repo, tag, variant string) (ref string, digest, config v1.Hash) {
+	t.Helper()
 	img := pauseImage(t, env)
+	cf, err := img.ConfigFile()
+	must(t, err)
+	cf = cf.DeepCopy()
+	cf.Config.Labels = map[string]string{"sandbox-guard.test/variant": variant}
+	img, err = mutate.ConfigFile(img, cf)
+	must(t, err)
+	config, err = img.ConfigName()
+	must(t, err)
+	ref, digest = r.push(t, img, repo, tag)
+	return ref, digest, config
+}
+
+func (r *Registry) push(t testing.TB, img v1.Image, repo, tag string) (ref string, digest v1.Hash) {
+	t.Helper()
 	ref = fmt.Sprintf("%s/%s:%s", r.Host, repo, tag)
 	parsed, err := name.ParseReference(ref, name.Insecure)
 	must(t, err)
