@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/smithy-go"
+	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sync/singleflight"
 )
@@ -106,7 +106,6 @@ type Options struct {
 	// Timeout bounds each fetch; default DefaultTimeout.
 	Timeout time.Duration
 	Now     func() time.Time
-	Log     logrus.FieldLogger
 }
 
 // Provider hands out ECR credentials for registry hosts, one token per region, cached until
@@ -117,7 +116,6 @@ type Provider struct {
 	newClient ClientFactory
 	timeout   time.Duration
 	now       func() time.Time
-	log       logrus.FieldLogger
 
 	mu      sync.Mutex
 	clients map[string]API
@@ -147,7 +145,6 @@ func NewProvider(o Options) *Provider {
 		newClient: o.NewClient,
 		timeout:   o.Timeout,
 		now:       o.Now,
-		log:       o.Log,
 		clients:   map[string]API{},
 		cache:     map[string]entry{},
 	}
@@ -159,11 +156,6 @@ func NewProvider(o Options) *Provider {
 	}
 	if p.now == nil {
 		p.now = time.Now
-	}
-	if p.log == nil {
-		l := logrus.New()
-		l.SetOutput(io.Discard)
-		p.log = l
 	}
 	return p
 }
@@ -206,7 +198,7 @@ func (p *Provider) RegionCredentials(ctx context.Context, region string) (Creden
 			return res.Val.(Credentials), nil
 		}
 		if e, ok := p.lookup(region); ok && e.usable(p.now().Add(staleMargin)) {
-			p.log.WithError(res.Err).WithFields(logrus.Fields{"region": region, "expires": e.creds.ExpiresAt}).
+			log.G(ctx).WithError(res.Err).WithFields(logrus.Fields{"region": region, "expires": e.creds.ExpiresAt}).
 				Warn("refreshing the ECR token failed; using the current one until it expires")
 			return e.creds, nil
 		}
@@ -269,7 +261,7 @@ func (p *Provider) fetch(ctx context.Context, region string) (Credentials, error
 	if err == nil {
 		var creds Credentials
 		if creds, err = decode(out); err == nil {
-			p.store(region, creds)
+			p.store(ctx, region, creds)
 			return creds, nil
 		}
 	}
@@ -282,18 +274,18 @@ func (p *Provider) fetch(ctx context.Context, region string) (Credentials, error
 }
 
 // store caches creds until half of the lifetime they have left now.
-func (p *Provider) store(region string, creds Credentials) {
+func (p *Provider) store(ctx context.Context, region string, creds Credentials) {
 	now := p.now()
 	left := creds.ExpiresAt.Sub(now)
 	if left <= 0 {
-		p.log.WithFields(logrus.Fields{"region": region, "expires": creds.ExpiresAt}).
+		log.G(ctx).WithFields(logrus.Fields{"region": region, "expires": creds.ExpiresAt}).
 			Warn("ECR token expired on arrival (is the clock right?); not caching it")
 		return
 	}
 	p.mu.Lock()
 	p.cache[region] = entry{creds: creds, refreshAt: now.Add(left / 2)}
 	p.mu.Unlock()
-	p.log.WithFields(logrus.Fields{"region": region, "expires": creds.ExpiresAt}).Debug("fetched ECR token")
+	log.G(ctx).WithFields(logrus.Fields{"region": region, "expires": creds.ExpiresAt}).Debug("fetched ECR token")
 }
 
 // client returns the cached client of region, making it the first time.

@@ -10,12 +10,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/distribution/reference"
 	"io"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/distribution/reference"
+
+	clog "github.com/containerd/log"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 
@@ -75,7 +77,6 @@ type Options struct {
 	// PullTimeout bounds each pull, so a registry that hangs never stalls the keeper.
 	PullTimeout time.Duration
 	Retry       backoff.Policy
-	Log         logrus.FieldLogger
 	Now         func() time.Time
 	// Observe, when set, hears about every ensure: outcome ok, repaired or failed, the source
 	// that served a repair, and how long the repair took (metrics).
@@ -108,11 +109,6 @@ func New(images Images, opts Options) *Keeper {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	if opts.Log == nil {
-		l := logrus.New()
-		l.SetOutput(io.Discard)
-		opts.Log = l
 	}
 	k := &Keeper{images: images, opts: opts, queue: make(chan int, len(opts.Targets)), pending: make([]bool, len(opts.Targets))}
 	for _, t := range opts.Targets {
@@ -181,7 +177,7 @@ func (k *Keeper) Ensure(ctx context.Context, i int) error {
 }
 
 func (k *Keeper) ensure(ctx context.Context, t Target, i int) (Status, error) {
-	log := k.opts.Log.WithField("image", t.Name)
+	log := clog.G(ctx).WithField("image", t.Name)
 	rec, ok, err := k.images.Get(ctx, t.Name)
 	if err != nil {
 		return Status{}, fmt.Errorf("%s %s: %w", t.Role, t.Name, err)
@@ -219,7 +215,7 @@ func (k *Keeper) ensure(ctx context.Context, t Target, i int) (Status, error) {
 // repair pulls the image from its sources in order, then falls back to the local copy.
 func (k *Keeper) repair(ctx context.Context, t Target, i int, existing map[string]string) (Status, error) {
 	start := k.opts.Now()
-	log := k.opts.Log.WithField("image", t.Name)
+	log := clog.G(ctx).WithField("image", t.Name)
 	labels := map[string]string{}
 	for key, v := range existing { // a re-pull never drops labels
 		if key != LabelSource {
@@ -320,9 +316,9 @@ func (k *Keeper) saveCopy(ctx context.Context, t Target, target ocispec.Descript
 	}
 	saved, err := k.opts.LocalCopies.Save(ctx, k.images, t.Name, target, source)
 	if err != nil {
-		k.opts.Log.WithField("image", t.Name).WithError(err).Warn("cannot keep a local copy")
+		clog.G(ctx).WithField("image", t.Name).WithError(err).Warn("cannot keep a local copy")
 	} else if saved {
-		k.opts.Log.WithField("image", t.Name).Info("local copy saved")
+		clog.G(ctx).WithField("image", t.Name).Info("local copy saved")
 	}
 }
 

@@ -43,9 +43,6 @@ func newKeeper(f *keepertest.Fake, opts keeper.Options) (*keeper.Keeper, *fakeCl
 	if opts.Now == nil {
 		opts.Now = clock.Now
 	}
-	if opts.Log == nil {
-		opts.Log, _ = testutil.CaptureLogger()
-	}
 	return keeper.New(f, opts), clock
 }
 
@@ -378,9 +375,8 @@ func TestEnsureEverySourceFails(t *testing.T) {
 				opts.LocalCopies = &keeper.LocalCopies{Dir: t.TempDir()}
 			}
 			log, hook := testutil.CaptureLogger()
-			opts.Log = log
 			k, _ := newKeeper(f, opts)
-			err := k.Ensure(context.Background(), 0)
+			err := k.Ensure(testutil.Context(log), 0)
 			if err == nil {
 				t.Fatal("Ensure succeeded")
 			}

@@ -398,7 +398,6 @@ func TestLocalCopySaveExportFails(t *testing.T) {
 }
 
 func TestKeeperUsesLocalCopyOnlyWhenEverySourceFails(t *testing.T) {
-	ctx := context.Background()
 	tests := []struct {
 		name        string
 		sourcesFail bool
@@ -417,8 +416,8 @@ func TestKeeperUsesLocalCopyOnlyWhenEverySourceFails(t *testing.T) {
 			k, _ := newKeeper(f, keeper.Options{
 				Targets:     []keeper.Target{sandboxTarget(testName, testFallback)},
 				LocalCopies: &keeper.LocalCopies{Dir: t.TempDir()},
-				Log:         log,
 			})
+			ctx := testutil.Context(log)
 			if err := k.Ensure(ctx, 0); err != nil {
 				t.Fatalf("first Ensure: %v", err)
 			}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/containerd/log"
+
 	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
 	"github.com/sandbox-guard/sandbox-guard/internal/containerd"
 )
@@ -57,7 +59,7 @@ func (k *Keeper) Run(ctx context.Context) {
 					return
 				}
 				d := retries[i].Next()
-				k.opts.Log.WithField("image", k.opts.Targets[i].Name).WithField("retry_in", d.Round(time.Millisecond).String()).Error(err.Error())
+				log.G(ctx).WithField("image", k.opts.Targets[i].Name).WithField("retry_in", d.Round(time.Millisecond).String()).Error(err.Error())
 				timers[i] = time.AfterFunc(d, func() {
 					if ctx.Err() == nil {
 						k.enqueue(i)
@@ -111,7 +113,7 @@ func (k *Keeper) watch(ctx context.Context) {
 			b.Reset()
 		}
 		d := b.Next()
-		k.opts.Log.WithError(err).WithField("retry_in", d.Round(time.Millisecond).String()).Warn("image event stream broken; resubscribing")
+		log.G(ctx).WithError(err).WithField("retry_in", d.Round(time.Millisecond).String()).Warn("image event stream broken; resubscribing")
 		if !backoff.Sleep(ctx, d) {
 			return
 		}

@@ -10,6 +10,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
 	"github.com/sandbox-guard/sandbox-guard/internal/containerd"
 	"github.com/sandbox-guard/sandbox-guard/internal/keeper"
@@ -29,7 +31,13 @@ type running struct {
 // startRun runs k until the test ends (or stop is called).
 func startRun(t *testing.T, k *keeper.Keeper) *running {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	return startRunLogging(t, k, testutil.QuietLogger())
+}
+
+// startRunLogging is startRun with log as the keeper's logger.
+func startRunLogging(t *testing.T, k *keeper.Keeper, log *logrus.Logger) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(testutil.Context(log))
 	r := &running{k: k, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
@@ -224,8 +232,8 @@ func TestRunEvents(t *testing.T) {
 func TestRunResubscribesAfterBreak(t *testing.T) {
 	f := runFake()
 	log, hook := testutil.CaptureLogger()
-	k, _ := newKeeper(f, keeper.Options{Targets: runTargets(), Reconcile: time.Hour, Log: log})
-	startRun(t, k)
+	k, _ := newKeeper(f, keeper.Options{Targets: runTargets(), Reconcile: time.Hour})
+	startRunLogging(t, k, log)
 	waitPresent(t, k)
 	s := f.Stream(t, 1)
 	syncRun(t, f, s)
@@ -267,9 +275,8 @@ func TestRunRetriesWithBackoff(t *testing.T) {
 		Targets:   runTargets(),
 		Reconcile: time.Hour,
 		Retry:     backoff.Policy{Initial: 20 * time.Millisecond, Max: 50 * time.Millisecond, Factor: 2},
-		Log:       log,
 	})
-	startRun(t, k)
+	startRunLogging(t, k, log)
 	testutil.WaitFor(t, "the first pull", func() bool { return f.Count("Pull", testName) > 0 })
 	const window = 600 * time.Millisecond
 	time.Sleep(window)

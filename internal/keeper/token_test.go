@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/sirupsen/logrus"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/ecr"
 	"github.com/sandbox-guard/sandbox-guard/internal/ecr/ecrtest"
@@ -29,7 +28,7 @@ const (
 
 // ecrProvider is a real ecr.Provider talking to a fake ECR API through the real SDK, with
 // registry.test:5000 declared as an ECR registry of us-west-2.
-func ecrProvider(t *testing.T, srv *ecrtest.Server, now func() time.Time, log logrus.FieldLogger) *ecr.Provider {
+func ecrProvider(t *testing.T, srv *ecrtest.Server, now func() time.Time) *ecr.Provider {
 	t.Helper()
 	// Keep the SDK away from the AWS files of whoever runs the tests.
 	dir := t.TempDir()
@@ -50,7 +49,6 @@ func ecrProvider(t *testing.T, srv *ecrtest.Server, now func() time.Time, log lo
 		}),
 		Timeout: 10 * time.Second,
 		Now:     now,
-		Log:     log,
 	})
 }
 
@@ -93,7 +91,7 @@ func TestConcurrentEnsuresShareOneToken(t *testing.T) {
 	srv := ecrtest.NewServer(ecrtest.Config{Password: ecrPassword, Now: clock.Now})
 	defer srv.Close()
 	log, hook := testutil.CaptureLogger()
-	p := ecrProvider(t, srv, clock.Now, log)
+	p := ecrProvider(t, srv, clock.Now)
 
 	f := keepertest.NewFake()
 	f.RequireCredentials(ecrtest.DefaultUsername, ecrPassword)
@@ -103,7 +101,7 @@ func TestConcurrentEnsuresShareOneToken(t *testing.T) {
 	}
 	var gate atomic.Pointer[barrier]
 	f.OnPull(func(context.Context, string) { gate.Load().wait() })
-	k, _ := newKeeper(f, keeper.Options{Targets: targets, Credentials: keeper.ECRCredentials(p), Log: log, Now: clock.Now})
+	k, _ := newKeeper(f, keeper.Options{Targets: targets, Credentials: keeper.ECRCredentials(p), Now: clock.Now})
 
 	ensureAll := func(round string) []error {
 		t.Helper()
@@ -111,7 +109,7 @@ func TestConcurrentEnsuresShareOneToken(t *testing.T) {
 		errs := make([]error, n)
 		var wg sync.WaitGroup
 		for i := range n {
-			wg.Go(func() { errs[i] = k.Ensure(context.Background(), i) })
+			wg.Go(func() { errs[i] = k.Ensure(testutil.Context(log), i) })
 		}
 		wg.Wait()
 		if gate.Load().timedOut.Load() {
@@ -184,9 +182,9 @@ func TestECRCredentials(t *testing.T) {
 	srv := ecrtest.NewServer(ecrtest.Config{Password: ecrPassword, Now: clock.Now})
 	defer srv.Close()
 	log, hook := testutil.CaptureLogger()
-	p := ecrProvider(t, srv, clock.Now, log)
+	p := ecrProvider(t, srv, clock.Now)
 	creds := keeper.ECRCredentials(p)
-	ctx := context.Background()
+	ctx := testutil.Context(log)
 
 	tests := []struct {
 		host       string
@@ -223,7 +221,7 @@ func TestECRCredentials(t *testing.T) {
 	f := keepertest.NewFake()
 	const hub = "docker.io/library/busybox:1.36"
 	f.ServeAuth(hub, "hub") // wantUser and wantSecret empty: the registry takes anonymous pulls
-	k, _ := newKeeper(f, keeper.Options{Targets: []keeper.Target{{Name: hub, Role: "pinned image", Sources: []string{hub}}}, Credentials: creds, Log: log})
+	k, _ := newKeeper(f, keeper.Options{Targets: []keeper.Target{{Name: hub, Role: "pinned image", Sources: []string{hub}}}, Credentials: creds})
 	calls := srv.Calls()
 	err := k.Ensure(ctx, 0)
 	errs = append(errs, err)
@@ -244,14 +242,14 @@ func TestECRRefusalSurfacesWithoutToken(t *testing.T) {
 	srv := ecrtest.NewServer(ecrtest.Config{Password: ecrPassword, Now: clock.Now})
 	defer srv.Close()
 	log, hook := testutil.CaptureLogger()
-	p := ecrProvider(t, srv, clock.Now, log)
+	p := ecrProvider(t, srv, clock.Now)
 
 	f := keepertest.NewFake()
 	f.RequireCredentials(ecrtest.DefaultUsername, ecrPassword)
 	targets := ecrTargets(1)
 	f.ServeAuth(targets[0].Name, "x")
-	k, _ := newKeeper(f, keeper.Options{Targets: targets, Credentials: keeper.ECRCredentials(p), Log: log})
-	ctx := context.Background()
+	k, _ := newKeeper(f, keeper.Options{Targets: targets, Credentials: keeper.ECRCredentials(p)})
+	ctx := testutil.Context(log)
 
 	// A token is cached, then the image goes and the node loses its ECR permission after the
 	// token's half-life: the cached token still serves (with a warning).

@@ -77,7 +77,6 @@ func newGeneration(ctx context.Context, cfg *config.Config, m *metrics.Metrics) 
 			SharedConfigFiles: cfg.ECR.SharedConfigFiles, SharedCredentialsFiles: cfg.ECR.SharedCredentialsFiles,
 			Profile: cfg.ECR.Profile, FIPS: cfg.EKS.FIPS,
 		},
-		Log: logger,
 	})
 	g.runner = checks.NewRunner(built.Checks, &g.store, checks.Options{
 		WatchDirs:  built.WatchDirs,
@@ -170,7 +169,6 @@ func (g *generation) workersFor(ctx context.Context, plan *Plan) *imagesState {
 		Credentials: keeper.ECRCredentials(g.ecr),
 		Reconcile:   g.cfg.Keeper.ReconcileInterval.Duration,
 		PullTimeout: g.cfg.Keeper.PullTimeout.Duration,
-		Log:         log.G(ctx),
 		Observe:     g.metrics.ObserveEnsure,
 	}
 	if g.cfg.Keeper.LocalCopy {
