@@ -90,7 +90,7 @@ func staticArch(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: not a Linux executable: %w", path, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
 			return "", fmt.Errorf("%s is dynamically linked; the image has no libc: build it with CGO_ENABLED=0 (make build)", path)
@@ -190,7 +190,7 @@ func writeArchive(img v1.Image, out, ref string) error {
 	}
 	defer os.Remove(tmp.Name())
 	if err := tarDir(tmp, dir); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write failed already; the file is removed
 		return fmt.Errorf("writing %s: %w", out, err)
 	}
 	if err := tmp.Close(); err != nil {

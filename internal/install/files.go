@@ -53,7 +53,7 @@ func writeFile(path string, data []byte, mode fs.FileMode) error {
 	}
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync() // makes the rename durable; not every file system supports it
-		d.Close()
+		_ = d.Close()
 	}
 	return nil
 }

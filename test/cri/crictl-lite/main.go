@@ -185,9 +185,10 @@ func (c *client) configure(path string, explicit bool) error {
 // cri-client: the connection validated by a Version or ImageFsInfo call.
 func (c *client) connect(service string) error {
 	endpoint, method, req, reply := c.runtimeEP, pb.RuntimeService_Version_FullMethodName, any(&pb.VersionRequest{}), any(&pb.VersionResponse{})
-	if service == "image" {
+	switch service {
+	case "image":
 		endpoint, method, req, reply = cmp.Or(c.imageEP, c.runtimeEP), pb.ImageService_ImageFsInfo_FullMethodName, &pb.ImageFsInfoRequest{}, &pb.ImageFsInfoResponse{}
-	} else if service == "" {
+	case "":
 		return nil
 	}
 	target := endpoint
