@@ -92,7 +92,7 @@ func staticArch(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: not a Linux executable: %w", path, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
 			return "", fmt.Errorf("%s is dynamically linked; the image has no libc: build it with CGO_ENABLED=0 (make build)", path)

@@ -128,7 +128,7 @@ func untar(t *testing.T, archive, dir string) map[string][]byte {
 	t.Helper()
 	f, err := os.Open(archive)
 	must(t, err)
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	out := map[string][]byte{}
 	tr := tar.NewReader(f)
 	for {

@@ -25,9 +25,6 @@ func (c *Config) validate(source string) error {
 }
 
 func (c *Config) validateKeys() *Error {
-	bad := func(key, format string, args ...any) *Error {
-		return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
-	}
 	switch c.Mode {
 	case ModeEnforce, ModeWarn, ModeOff:
 	default:
@@ -90,13 +87,22 @@ func (c *Config) validateKeys() *Error {
 	if c.SettleTime.Duration < 0 {
 		return bad("settleTime", "must not be negative, got %v", c.SettleTime.Duration)
 	}
-	return c.validateImages()
+	// The first error wins, in this order.
+	for _, section := range []func() *Error{c.validateImages, c.validateContainerd, c.validateAWS, c.validateMetrics, c.validateCredentialFiles} {
+		if err := section(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
+// bad is the error for one configuration key.
+func bad(key, format string, args ...any) *Error {
+	return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// validateImages checks the images to keep and the keeper that keeps them.
 func (c *Config) validateImages() *Error {
-	bad := func(key, format string, args ...any) *Error {
-		return &Error{Key: key, Msg: fmt.Sprintf(format, args...)}
-	}
 	switch c.SandboxImage {
 	case "", "auto", "eks":
 	default:
@@ -128,6 +134,10 @@ func (c *Config) validateImages() *Error {
 	if d := c.Keeper.PullTimeout.Duration; d < time.Second {
 		return bad("keeper.pullTimeout", "must be at least 1s, got %v", d)
 	}
+	return nil
+}
+
+func (c *Config) validateContainerd() *Error {
 	if !filepath.IsAbs(c.Containerd.Address) {
 		return bad("containerd.address", "%q is not an absolute socket path", c.Containerd.Address)
 	}
@@ -145,6 +155,11 @@ func (c *Config) validateImages() *Error {
 			return bad("containerd.registryConfigPath", "%q is not an absolute path", d)
 		}
 	}
+	return nil
+}
+
+// validateAWS checks the EKS and ECR regions, the pause image tag and the ECR endpoints.
+func (c *Config) validateAWS() *Error {
 	if c.EKS.Region != "" && !regionPattern.MatchString(c.EKS.Region) {
 		return bad("eks.region", "%q does not look like an AWS region (e.g. us-west-2)", c.EKS.Region)
 	}
@@ -169,11 +184,20 @@ func (c *Config) validateImages() *Error {
 			return bad("ecr.endpoints."+region, "%v", err)
 		}
 	}
+	return nil
+}
+
+func (c *Config) validateMetrics() *Error {
 	if a := c.Metrics.Address; a != "" {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			return bad("metrics.address", "%q is not host:port (or \"\" to turn metrics off)", a)
 		}
 	}
+	return nil
+}
+
+// validateCredentialFiles checks the AWS shared config and credentials files ECR tokens use.
+func (c *Config) validateCredentialFiles() *Error {
 	for i, f := range c.ECR.SharedConfigFiles {
 		if !filepath.IsAbs(f) {
 			return bad(fmt.Sprintf("ecr.sharedConfigFiles[%d]", i), "%q is not an absolute path", f)

@@ -83,45 +83,9 @@ func (st *state) extract1(info *Info) error {
 // version-2 migration (plugins/cri/images/plugin.go configMigration) when
 // the merged version is below 3.
 func (st *state) extract2(info *Info) error {
-	images := map[string]any{}
-	if v, ok := st.plugins[PluginCRIImages]; ok {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return fmt.Errorf("containerd config %s: plugins.%q must be a table, got %T", st.originOfKey(PluginCRIImages), PluginCRIImages, v)
-		}
-		images = deepCopy(m).(map[string]any)
-	}
-	// Where a value of images came from: the images table itself or, when
-	// migrated, the 1.7-style table of a version-2 file.
-	sandboxFrom := []string{PluginCRIImages, "pinned_images", "sandbox"}
-	registryFrom := []string{PluginCRIImages, "registry"}
-
-	grpc, hasGRPC := st.plugins[PluginCRI]
-	if hasGRPC {
-		src, ok := grpc.(map[string]any)
-		if !ok {
-			return fmt.Errorf("containerd config %s: plugins.%q must be a table, got %T", st.originOfKey(PluginCRI), PluginCRI, grpc)
-		}
-		if st.version < maxVersion2 {
-			// Migration copies (and overrides) these keys; it runs on the
-			// merged config, so it happens exactly when the last file with a
-			// version line says version 2.
-			if err := st.migrateImages(images, src); err != nil {
-				return err
-			}
-			if _, ok := src["sandbox_image"]; ok {
-				sandboxFrom = []string{PluginCRI, "sandbox_image"}
-			}
-			if _, ok := src["registry"]; ok {
-				registryFrom = []string{PluginCRI, "registry"}
-			}
-		} else {
-			for _, k := range []string{"sandbox_image", "registry"} {
-				if _, ok := src[k]; ok {
-					info.Warnings = append(info.Warnings, fmt.Sprintf("%s sets plugins.%q %s, which containerd 2.x ignores: the effective config version is 3 (set by %s), so version-2 tables are not migrated", st.origin(PluginCRI, k), PluginCRI, k, st.versionFile))
-				}
-			}
-		}
+	images, sandboxFrom, registryFrom, err := st.images2(info)
+	if err != nil {
+		return err
 	}
 
 	// Sandbox image: getSandboxImageName falls back to the default when
@@ -162,30 +126,82 @@ func (st *state) extract2(info *Info) error {
 		info.Warnings = append(info.Warnings, "registry mirrors and config_path are both set: the CRI images plugin refuses to load (\"`mirrors` cannot be set when `config_path` is provided\")")
 	}
 
-	// use_local_image_pull, then CheckLocalImagePullConfigs: settings the
-	// transfer service cannot honour silently switch CRI to local pulls.
-	local, ok, err := typed[bool](images, []string{PluginCRIImages}, st, "use_local_image_pull")
-	if err != nil {
+	if err := st.localPull2(info, images, configs, auths); err != nil {
 		return err
-	}
-	switch {
-	case ok && local:
-		info.UseLocalImagePull = true
-		info.UseLocalImagePullReason = fmt.Sprintf("use_local_image_pull = true in %s", st.origin(PluginCRIImages, "use_local_image_pull"))
-	default:
-		trigger, err := localPullTrigger(st, images, info.RegistryMirrors, configs, auths)
-		if err != nil {
-			return err
-		}
-		if trigger != "" {
-			info.UseLocalImagePull = true
-			info.UseLocalImagePullReason = "containerd falls back to local pulls: " + trigger + " is incompatible with the transfer service"
-		}
 	}
 
 	info.CRIDisabled = contains(st.disabled, PluginCRI) || contains(st.disabled, PluginCRIImages)
 	if _, ok := st.plugins["io.containerd.grpc.v1.nri"]; ok {
 		info.Warnings = append(info.Warnings, fmt.Sprintf("%s has a version-1 [plugins.nri] table: containerd 2.x renames it to io.containerd.grpc.v1.nri and ignores it; use [plugins.%q]", st.originOfKey("io.containerd.grpc.v1.nri"), PluginNRI))
+	}
+	return nil
+}
+
+// images2 is the CRI images table containerd 2.x uses (a copy, migrated from the version-2
+// tables when the merged version is below 3), and where its sandbox image and registry tables
+// came from: the images table itself or, when migrated, the 1.7-style table of a version-2 file.
+func (st *state) images2(info *Info) (images map[string]any, sandboxFrom, registryFrom []string, err error) {
+	images = map[string]any{}
+	if v, ok := st.plugins[PluginCRIImages]; ok {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, nil, nil, fmt.Errorf("containerd config %s: plugins.%q must be a table, got %T", st.originOfKey(PluginCRIImages), PluginCRIImages, v)
+		}
+		images = deepCopy(m).(map[string]any)
+	}
+	sandboxFrom = []string{PluginCRIImages, "pinned_images", "sandbox"}
+	registryFrom = []string{PluginCRIImages, "registry"}
+
+	grpc, hasGRPC := st.plugins[PluginCRI]
+	if !hasGRPC {
+		return images, sandboxFrom, registryFrom, nil
+	}
+	src, ok := grpc.(map[string]any)
+	if !ok {
+		return nil, nil, nil, fmt.Errorf("containerd config %s: plugins.%q must be a table, got %T", st.originOfKey(PluginCRI), PluginCRI, grpc)
+	}
+	if st.version < maxVersion2 {
+		// Migration copies (and overrides) these keys; it runs on the
+		// merged config, so it happens exactly when the last file with a
+		// version line says version 2.
+		if err := st.migrateImages(images, src); err != nil {
+			return nil, nil, nil, err
+		}
+		if _, ok := src["sandbox_image"]; ok {
+			sandboxFrom = []string{PluginCRI, "sandbox_image"}
+		}
+		if _, ok := src["registry"]; ok {
+			registryFrom = []string{PluginCRI, "registry"}
+		}
+	} else {
+		for _, k := range []string{"sandbox_image", "registry"} {
+			if _, ok := src[k]; ok {
+				info.Warnings = append(info.Warnings, fmt.Sprintf("%s sets plugins.%q %s, which containerd 2.x ignores: the effective config version is 3 (set by %s), so version-2 tables are not migrated", st.origin(PluginCRI, k), PluginCRI, k, st.versionFile))
+			}
+		}
+	}
+	return images, sandboxFrom, registryFrom, nil
+}
+
+// localPull2 follows use_local_image_pull, then CheckLocalImagePullConfigs: settings the
+// transfer service cannot honour silently switch CRI to local pulls.
+func (st *state) localPull2(info *Info, images map[string]any, configs, auths bool) error {
+	local, ok, err := typed[bool](images, []string{PluginCRIImages}, st, "use_local_image_pull")
+	if err != nil {
+		return err
+	}
+	if ok && local {
+		info.UseLocalImagePull = true
+		info.UseLocalImagePullReason = fmt.Sprintf("use_local_image_pull = true in %s", st.origin(PluginCRIImages, "use_local_image_pull"))
+		return nil
+	}
+	trigger, err := localPullTrigger(st, images, info.RegistryMirrors, configs, auths)
+	if err != nil {
+		return err
+	}
+	if trigger != "" {
+		info.UseLocalImagePull = true
+		info.UseLocalImagePullReason = "containerd falls back to local pulls: " + trigger + " is incompatible with the transfer service"
 	}
 	return nil
 }

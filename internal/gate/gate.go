@@ -8,10 +8,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sandbox-guard/sandbox-guard/internal/config"
-	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/sandbox-guard/sandbox-guard/internal/config"
+	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
 )
 
 // Pod is what the gate needs to know about a pod sandbox.

@@ -117,37 +117,10 @@ func badInput(format string, args ...any) error {
 // Run installs sandbox-guard as Options say. On error nothing was written, except when writing
 // itself failed (the error names the file; files before it are in place).
 func Run(opts Options) (*Result, error) {
+	if err := opts.complete(); err != nil {
+		return nil, err
+	}
 	var err error
-	if opts.Root, err = absDir("root", opts.Root); err != nil {
-		return nil, err
-	}
-	if opts.PathsRoot, err = absDir("paths root", opts.PathsRoot); err != nil {
-		return nil, err
-	}
-	if opts.ContainerdConfig == "" {
-		opts.ContainerdConfig = filepath.Join(opts.PathsRoot, ContainerdConfig)
-	}
-	if !filepath.IsAbs(opts.ContainerdConfig) {
-		return nil, badInput("containerd config %q: want an absolute path (as containerd sees it)", opts.ContainerdConfig)
-	}
-	opts.ContainerdConfig = filepath.Clean(opts.ContainerdConfig)
-	if opts.ContainerdMajor != 0 && opts.ContainerdMajor != 1 && opts.ContainerdMajor != 2 {
-		return nil, badInput("containerd major version %d: want 1 (containerd 1.7) or 2 (containerd 2.x)", opts.ContainerdMajor)
-	}
-	if len(opts.Binary) == 0 {
-		return nil, badInput("the plugin binary is empty")
-	}
-	if opts.Config == nil {
-		opts.Config, opts.ConfigSource = etc.PluginConfig, "the shipped configuration"
-	}
-	if _, err := config.Parse(opts.Config, opts.ConfigSource); err != nil {
-		return nil, &InputError{Err: fmt.Errorf("not installing an invalid configuration: %w", err)}
-	}
-	now := time.Now
-	if opts.Now != nil {
-		now = opts.Now
-	}
-
 	v := view{root: opts.Root, pathsRoot: opts.PathsRoot}
 	node := func(parts ...string) string { return filepath.Join(append([]string{opts.PathsRoot}, parts...)...) }
 	pluginNode := node(PluginDir, PluginName)
@@ -175,7 +148,7 @@ func Run(opts Options) (*Result, error) {
 	dropInAfter := dropIn // the drop-in as containerd will read it
 	for _, p := range plans {
 		p.path = v.local(p.node)
-		f, err := decide(&p, opts.Force, now)
+		f, err := decide(&p, opts.Force, opts.Now)
 		if err != nil {
 			return nil, err
 		}
@@ -199,6 +172,49 @@ func Run(opts Options) (*Result, error) {
 	}
 	res.Warnings = append(res.Warnings, scanPluginDir(v.local(node(PluginDir)))...)
 
+	if err := writeAll(writes); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// complete checks opts and fills in its defaults. Its errors are InputErrors.
+func (opts *Options) complete() error {
+	var err error
+	if opts.Root, err = absDir("root", opts.Root); err != nil {
+		return err
+	}
+	if opts.PathsRoot, err = absDir("paths root", opts.PathsRoot); err != nil {
+		return err
+	}
+	if opts.ContainerdConfig == "" {
+		opts.ContainerdConfig = filepath.Join(opts.PathsRoot, ContainerdConfig)
+	}
+	if !filepath.IsAbs(opts.ContainerdConfig) {
+		return badInput("containerd config %q: want an absolute path (as containerd sees it)", opts.ContainerdConfig)
+	}
+	opts.ContainerdConfig = filepath.Clean(opts.ContainerdConfig)
+	if opts.ContainerdMajor != 0 && opts.ContainerdMajor != 1 && opts.ContainerdMajor != 2 {
+		return badInput("containerd major version %d: want 1 (containerd 1.7) or 2 (containerd 2.x)", opts.ContainerdMajor)
+	}
+	if len(opts.Binary) == 0 {
+		return badInput("the plugin binary is empty")
+	}
+	if opts.Config == nil {
+		opts.Config, opts.ConfigSource = etc.PluginConfig, "the shipped configuration"
+	}
+	if _, err := config.Parse(opts.Config, opts.ConfigSource); err != nil {
+		return &InputError{Err: fmt.Errorf("not installing an invalid configuration: %w", err)}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return nil
+}
+
+// writeAll writes the planned files in order, each one's backup first. An error names the
+// files already written.
+func writeAll(writes []plan) error {
 	for i, p := range writes {
 		var err error
 		if p.backup != "" {
@@ -211,10 +227,10 @@ func Run(opts Options) (*Result, error) {
 			if i > 0 {
 				err = fmt.Errorf("%w (already written: %s)", err, writtenPaths(writes[:i]))
 			}
-			return nil, err
+			return err
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // plan is one file to bring into shape.

@@ -106,7 +106,7 @@ func readLegacyTable(f Family, table string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening raw socket: %w", err)
 	}
-	defer unix.Close(fd)
+	defer func() { _ = unix.Close(fd) }() // a socket: Close reports nothing to act on
 
 	for attempt := 1; ; attempt++ {
 		info := make([]byte, getinfoLen)
@@ -144,7 +144,7 @@ func readEntries(fd, level int, table string, size uint32, l entryLayout) ([]str
 	if err != nil {
 		return nil, fmt.Errorf("allocating %d bytes for table entries: %w", hdr+int(size), err)
 	}
-	defer unix.Munmap(buf)
+	defer func() { _ = unix.Munmap(buf) }() // fails only for a slice Mmap did not return
 	copy(buf, table)
 	binary.NativeEndian.PutUint32(buf[getEntriesSizeOff:], size)
 	if err := getsockopt(fd, level, iptSoGetEntries, buf); err != nil {

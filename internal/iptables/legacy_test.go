@@ -62,7 +62,7 @@ func rule(l entryLayout) []byte                   { return testEntry(l, 48, "DNA
 func TestParseEntries(t *testing.T) {
 	for _, f := range []Family{IPv4, IPv6} {
 		l := layoutFor(f, 8)
-		cat := func(parts ...[]byte) []byte { return slices.Concat(parts...) }
+		cat := slices.Concat[[]byte]
 		long := strings.Repeat("X", legacyMaxChainLen)
 		tests := []struct {
 			name    string

@@ -119,7 +119,7 @@ func nftExecute(ctx context.Context, flags uint16, payload []byte, each func(dat
 	if err != nil {
 		return fmt.Errorf("opening netfilter netlink socket: %w", err)
 	}
-	defer unix.Close(fd)
+	defer func() { _ = unix.Close(fd) }() // a socket: Close reports nothing to act on
 
 	timeout := nftDefaultTimeout
 	if d, ok := ctx.Deadline(); ok {
@@ -133,16 +133,7 @@ func nftExecute(ctx context.Context, flags uint16, payload []byte, each func(dat
 		return fmt.Errorf("setting netlink receive timeout: %w", err)
 	}
 
-	const seq = 1 // one request per socket: nothing else can answer
-	req := make([]byte, unix.NLMSG_HDRLEN, unix.NLMSG_HDRLEN+len(payload)+3)
-	req = append(req, payload...)
-	for len(req)%4 != 0 { // NLMSG_ALIGN; attributes are padded already
-		req = append(req, 0)
-	}
-	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
-	binary.NativeEndian.PutUint16(req[4:], nftGetChain)
-	binary.NativeEndian.PutUint16(req[6:], flags)
-	binary.NativeEndian.PutUint32(req[8:], seq)
+	req := nftRequest(flags, payload)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -158,49 +149,29 @@ func nftExecute(ctx context.Context, flags uint16, payload []byte, each func(dat
 	buf := make([]byte, bufLen)
 	interrupted := false
 	for {
-		var n, recvFlags int
-		err := retryEINTR(func() (err error) {
-			n, _, recvFlags, _, err = unix.Recvmsg(fd, buf, nil, 0)
-			return err
-		})
-		if errors.Is(err, unix.EAGAIN) {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("no netlink reply within %v", timeout)
-		}
+		n, err := nftReceive(ctx, fd, buf, timeout)
 		if err != nil {
-			return fmt.Errorf("receiving netlink reply: %w", err)
-		}
-		if recvFlags&unix.MSG_TRUNC != 0 {
-			return fmt.Errorf("netlink reply larger than %d bytes", len(buf))
+			return err
 		}
 		for b := buf[:n]; len(b) > 0; {
-			if len(b) < unix.NLMSG_HDRLEN {
-				return fmt.Errorf("short netlink message (%d bytes)", len(b))
+			m, rest, err := nextNetlinkMessage(b)
+			if err != nil {
+				return err
 			}
-			l := int(binary.NativeEndian.Uint32(b[0:]))
-			if l < unix.NLMSG_HDRLEN || l > len(b) {
-				return fmt.Errorf("bad netlink message length %d (%d bytes left)", l, len(b))
-			}
-			typ := binary.NativeEndian.Uint16(b[4:])
-			mflags := binary.NativeEndian.Uint16(b[6:])
-			mseq := binary.NativeEndian.Uint32(b[8:])
-			data := b[unix.NLMSG_HDRLEN:l]
-			b = b[min((l+3)&^3, len(b)):]
-			if mseq != seq {
+			b = rest
+			if m.seq != nftSeq {
 				continue // not ours (cannot happen on a fresh socket, but costs nothing)
 			}
-			interrupted = interrupted || mflags&unix.NLM_F_DUMP_INTR != 0
-			switch typ {
+			interrupted = interrupted || m.flags&unix.NLM_F_DUMP_INTR != 0
+			switch m.typ {
 			case unix.NLMSG_DONE, unix.NLMSG_ERROR:
 				// Both may carry a negative errno: ERROR always (0 = ack), DONE when a dump
 				// failed part-way.
-				if len(data) >= 4 {
-					if errno := int32(binary.NativeEndian.Uint32(data)); errno < 0 {
+				if len(m.data) >= 4 {
+					if errno := int32(binary.NativeEndian.Uint32(m.data)); errno < 0 {
 						return unix.Errno(-errno)
 					}
-				} else if typ == unix.NLMSG_ERROR {
+				} else if m.typ == unix.NLMSG_ERROR {
 					return errors.New("short netlink error message")
 				}
 				if interrupted {
@@ -208,17 +179,82 @@ func nftExecute(ctx context.Context, flags uint16, payload []byte, each func(dat
 				}
 				return nil
 			case nftNewChain:
-				if err := each(data); err != nil {
+				if err := each(m.data); err != nil {
 					return err
 				}
 			default:
-				return fmt.Errorf("unexpected netlink message type %#x in chain reply", typ)
+				return fmt.Errorf("unexpected netlink message type %#x in chain reply", m.typ)
 			}
-			if !dump && mflags&unix.NLM_F_MULTI == 0 {
+			if !dump && m.flags&unix.NLM_F_MULTI == 0 {
 				return nil
 			}
 		}
 	}
+}
+
+// nftReceive reads one reply datagram into buf; timeout is the socket's receive timeout.
+func nftReceive(ctx context.Context, fd int, buf []byte, timeout time.Duration) (int, error) {
+	var n, recvFlags int
+	err := retryEINTR(func() (err error) {
+		n, _, recvFlags, _, err = unix.Recvmsg(fd, buf, nil, 0)
+		return err
+	})
+	if errors.Is(err, unix.EAGAIN) {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, fmt.Errorf("no netlink reply within %v", timeout)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("receiving netlink reply: %w", err)
+	}
+	if recvFlags&unix.MSG_TRUNC != 0 {
+		return 0, fmt.Errorf("netlink reply larger than %d bytes", len(buf))
+	}
+	return n, nil
+}
+
+// nftSeq is the sequence number of every request: one request per socket, so nothing else
+// can answer.
+const nftSeq = 1
+
+// nftRequest is the NFT_MSG_GETCHAIN netlink message carrying flags and payload.
+func nftRequest(flags uint16, payload []byte) []byte {
+	req := make([]byte, unix.NLMSG_HDRLEN, unix.NLMSG_HDRLEN+len(payload)+3)
+	req = append(req, payload...)
+	for len(req)%4 != 0 { // NLMSG_ALIGN; attributes are padded already
+		req = append(req, 0)
+	}
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	binary.NativeEndian.PutUint16(req[4:], nftGetChain)
+	binary.NativeEndian.PutUint16(req[6:], flags)
+	binary.NativeEndian.PutUint32(req[8:], nftSeq)
+	return req
+}
+
+// nlMessage is one netlink message of a received datagram.
+type nlMessage struct {
+	typ, flags uint16
+	seq        uint32
+	data       []byte // the payload after the header, within the receive buffer
+}
+
+// nextNetlinkMessage splits the first message off b, what is left of a received datagram.
+func nextNetlinkMessage(b []byte) (m nlMessage, rest []byte, err error) {
+	if len(b) < unix.NLMSG_HDRLEN {
+		return m, nil, fmt.Errorf("short netlink message (%d bytes)", len(b))
+	}
+	l := int(binary.NativeEndian.Uint32(b[0:]))
+	if l < unix.NLMSG_HDRLEN || l > len(b) {
+		return m, nil, fmt.Errorf("bad netlink message length %d (%d bytes left)", l, len(b))
+	}
+	m = nlMessage{
+		typ:   binary.NativeEndian.Uint16(b[4:]),
+		flags: binary.NativeEndian.Uint16(b[6:]),
+		seq:   binary.NativeEndian.Uint32(b[8:]),
+		data:  b[unix.NLMSG_HDRLEN:l],
+	}
+	return m, b[min((l+3)&^3, len(b)):], nil
 }
 
 func retryEINTR(f func() error) error {

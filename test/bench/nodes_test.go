@@ -129,14 +129,14 @@ func startNodes(t testing.TB) (*nodes, error) {
 			if err != nil {
 				t.Fatalf("ipamd stand-in: %v", err)
 			}
-			t.Cleanup(func() { l.Close() })
+			t.Cleanup(func() { _ = l.Close() })
 			go func() {
 				for {
 					conn, err := l.Accept()
 					if err != nil {
 						return
 					}
-					conn.Close()
+					_ = conn.Close() // accepting is all the check asks
 				}
 			}()
 			return pluginConfig(n, ns.fake, sock)

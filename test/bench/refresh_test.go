@@ -440,7 +440,10 @@ func runRefreshCase(t testing.TB, exe string, c *refreshCase, spec refreshSpec) 
 	}
 	defer del()
 	ruleset := kubeProxyRuleset(c.rules)
-	nat := ruleset[strings.Index(ruleset, "*nat"):]
+	_, nat, ok := strings.Cut(ruleset, "*nat")
+	if !ok {
+		return fmt.Errorf("kube-proxy ruleset has no nat table")
+	}
 	c.built, c.chains = strings.Count(nat, "\n-A "), strings.Count(nat, "\n:")
 	restore := exec.Command("nsenter", "--net="+path, "--", "iptables-"+c.backend+"-restore")
 	restore.Stdin = strings.NewReader(ruleset)

@@ -155,7 +155,9 @@ checks:
 		status.Store(http.StatusOK)
 		admitted(t, n, "web-1", 2*time.Second)
 
-		l.Close() // the unix socket file goes with it
+		if err := l.Close(); err != nil { // the unix socket file goes with it
+			t.Fatal(err)
+		}
 		rejectedFor(t, n, "ipamd", 2*time.Second)
 	})
 }

@@ -88,8 +88,11 @@ func (n *NetNS) Listen(t testing.TB) net.Listener {
 // FreePort returns a loopback port that was free inside the namespace a moment ago.
 func (n *NetNS) FreePort(t testing.TB) int {
 	l := n.Listen(t)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		t.Fatalf("freeing port %d in %s: %v", port, n.Name, err)
+	}
+	return port
 }
 
 // HTTPClient returns a client whose connections are made inside the namespace.

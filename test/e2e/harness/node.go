@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -147,7 +146,7 @@ func (n *Node) Start() {
 	t.Helper()
 	logf, err := os.OpenFile(n.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	must(t, err)
-	defer logf.Close()
+	defer func() { _ = logf.Close() }() // the child holds its own descriptor
 	n.cmd = n.NS.Command(filepath.Join(n.C.BinDir, "containerd"), "--config", n.ConfigFile)
 	n.cmd.Env = []string{"PATH=" + strings.Join([]string{n.C.BinDir, filepath.Dir(n.Env.Runc), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}, ":")}
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
@@ -174,10 +173,10 @@ func (n *Node) Stop() {
 	}
 	_ = n.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-n.waitErr:
+	case _ = <-n.waitErr: // how containerd exits on SIGTERM is not under test
 	case <-time.After(10 * time.Second):
 		_ = n.cmd.Process.Kill()
-		<-n.waitErr
+		_ = <-n.waitErr
 	}
 	n.cmd = nil
 }
@@ -297,15 +296,13 @@ func isDir(p string) bool {
 
 // unmountUnder lazily unmounts every mount point below dir, deepest first.
 func unmountUnder(dir string) {
-	f, err := os.Open("/proc/self/mountinfo")
+	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return
 	}
-	defer f.Close()
 	var points []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
+	for line := range strings.Lines(string(b)) {
+		fields := strings.Fields(line)
 		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
 			points = append(points, fields[4])
 		}

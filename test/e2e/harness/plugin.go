@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,7 +30,7 @@ func (n *Node) StartExternalPlugin(config string) *ExternalPlugin {
 	must(t, os.WriteFile(p.Config, []byte(config), 0o644))
 	logf, err := os.OpenFile(p.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	must(t, err)
-	defer logf.Close()
+	defer func() { _ = logf.Close() }() // the child holds its own descriptor
 	p.cmd = n.NS.Command(n.Env.Plugin, "run", "--config", p.Config, "--nri-socket", n.NRISocket)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	must(t, p.cmd.Start())
@@ -69,7 +70,7 @@ func (p *ExternalPlugin) Stop() {
 		}
 	case <-time.After(10 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-p.done
+		_ = <-p.done // killed: the exit status says no more than that
 		p.t.Errorf("external plugin ignored SIGTERM for 10s")
 	}
 	p.cmd = nil
@@ -95,8 +96,10 @@ func (p *ExternalPlugin) Threads() int {
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(l, "Threads:") {
-			var n int
-			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(l, "Threads:")), "%d", &n)
+			n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(l, "Threads:")))
+			if err != nil {
+				p.t.Fatalf("the plugin's thread count: %v", err)
+			}
 			return n
 		}
 	}

@@ -76,7 +76,7 @@ auth:
 	must(t, os.WriteFile(cfgPath, []byte(cfg), 0o644))
 	logf, err := os.OpenFile(r.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	must(t, err)
-	defer logf.Close()
+	defer func() { _ = logf.Close() }() // the child holds its own descriptor
 	r.cmd = r.ns.Command(env.Registry, "serve", cfgPath)
 	r.cmd.Stdout, r.cmd.Stderr = logf, logf
 	must(t, r.cmd.Start())
