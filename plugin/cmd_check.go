@@ -82,7 +82,7 @@ func writeJSON(w io.Writer, cfg *config.Config, st supervisor.Status) {
 
 func writeTable(w io.Writer, cfg *config.Config, st supervisor.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHECK\tKIND\tSTATUS\tDETAIL\tAGE")
+	_, _ = fmt.Fprintln(tw, "CHECK\tKIND\tSTATUS\tDETAIL\tAGE")
 	for _, r := range st.Rows() {
 		status := "ok"
 		switch {
@@ -91,7 +91,7 @@ func writeTable(w io.Writer, cfg *config.Config, st supervisor.Status) {
 		case !r.OK:
 			status = "FAIL"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, status, r.Detail, time.Since(r.Checked).Round(time.Millisecond))
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, status, r.Detail, time.Since(r.Checked).Round(time.Millisecond))
 	}
 	_ = tw.Flush()
 	if st.Ready() {

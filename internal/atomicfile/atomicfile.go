@@ -50,7 +50,7 @@ func Create(path string, perm fs.FileMode) (*File, error) {
 	f, err := os.OpenFile(filepath.Join(tmpDir, base), os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm&fs.ModePerm)
 	if err == nil {
 		if err = f.Chmod(perm); err != nil { // OpenFile's mode is narrowed by the umask
-			f.Close()
+			_ = f.Close() // the write failed already
 		}
 	}
 	if err != nil {
@@ -99,7 +99,7 @@ func (f *File) Discard() {
 		return
 	}
 	f.done = true
-	f.f.Close()
+	_ = f.f.Close() // discarded: the temp directory goes with it
 	_ = os.RemoveAll(f.tmpDir)
 }
 
@@ -130,7 +130,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }()
 	err = d.Sync()
 	if errors.Is(err, errors.ErrUnsupported) || errors.Is(err, syscall.EINVAL) {
 		return nil // the file system cannot sync a directory (some FUSE and network ones)

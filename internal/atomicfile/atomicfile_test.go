@@ -70,7 +70,7 @@ func TestWriteFrom(t *testing.T) {
 				if err := os.Chmod(dir, 0o500); err != nil {
 					t.Fatal(err)
 				}
-				t.Cleanup(func() { os.Chmod(dir, 0o700) })
+				t.Cleanup(func() { _ = os.Chmod(dir, 0o700) })
 			}
 
 			err := WriteFrom(path, tc.perm, func(w io.Writer) error {

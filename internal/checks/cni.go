@@ -58,12 +58,14 @@ func loadNetwork(file string) (*libcni.NetworkConfigList, error) {
 	if strings.HasSuffix(file, ".conflist") {
 		return libcni.ConfListFromFile(file)
 	}
-	conf, err := libcni.ConfFromFile(file)
+	// Deprecated in libcni, but containerd (go-cni) still loads single-plugin files this way, and
+	// the check must see what containerd sees.
+	conf, err := libcni.ConfFromFile(file) //nolint:staticcheck // see above
 	if err != nil {
 		return nil, err
 	}
 	if conf.Network == nil || conf.Network.Type == "" {
 		return nil, errors.New("no plugin type (a conflist in a .conf file?)")
 	}
-	return libcni.ConfListFromConf(conf)
+	return libcni.ConfListFromConf(conf) //nolint:staticcheck // see above
 }

@@ -294,7 +294,7 @@ func (r *Runner) watch(ctx context.Context) {
 		log.G(ctx).WithError(err).Warn("cannot watch CNI directories; relying on the refresh interval")
 		return
 	}
-	defer w.Close()
+	defer func() { _ = w.Close() }()
 	watched := map[string]bool{}
 	addMissing := func() {
 		for _, d := range r.opts.WatchDirs {
@@ -318,7 +318,7 @@ func (r *Runner) watch(ctx context.Context) {
 				delete(watched, ev.Name) // the directory itself went away
 			}
 			r.Kick()
-		case <-w.Errors:
+		case _ = <-w.Errors:
 		case <-retry.C:
 			addMissing()
 		}

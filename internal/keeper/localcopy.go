@@ -137,7 +137,7 @@ func (l *LocalCopies) Restore(ctx context.Context, imgs Images, name string, lab
 	if err != nil {
 		return containerd.Image{}, fmt.Errorf("reading local copy %s: %w", archive, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	withSource := labels
 	if rec.Source != "" {
 		withSource = labelsFor(labels, rec.Source, name)
@@ -160,7 +160,7 @@ func fileSHA256(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return "", err
@@ -174,7 +174,7 @@ func archiveTarget(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()

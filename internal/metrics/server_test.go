@@ -161,7 +161,7 @@ func TestServerBusyAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	s := NewServer(ln.Addr().String(), New(), &fakeHealth{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -219,7 +219,7 @@ func TestServerStopsWhenCtxEnds(t *testing.T) {
 	}
 	idle.CloseIdleConnections()
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-		c.Close()
+		_ = c.Close()
 		t.Fatal("server still accepts connections after ctx ended")
 	}
 	var logged bool

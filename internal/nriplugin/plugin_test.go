@@ -305,7 +305,7 @@ func startProxy(t *testing.T, path, target string) *proxy {
 			}
 			d, err := net.Dial("unix", target)
 			if err != nil {
-				c.Close()
+				_ = c.Close()
 				continue
 			}
 			p.mu.Lock()
@@ -314,9 +314,9 @@ func startProxy(t *testing.T, path, target string) *proxy {
 			p.wg.Add(2)
 			pipe := func(dst, src net.Conn) {
 				defer p.wg.Done()
-				io.Copy(dst, src)
-				dst.Close()
-				src.Close()
+				_, _ = io.Copy(dst, src)
+				_ = dst.Close()
+				_ = src.Close()
 			}
 			go pipe(c, d)
 			go pipe(d, c)
@@ -326,10 +326,10 @@ func startProxy(t *testing.T, path, target string) *proxy {
 }
 
 func (p *proxy) close() {
-	p.l.Close()
+	_ = p.l.Close()
 	p.mu.Lock()
 	for _, c := range p.conns {
-		c.Close()
+		_ = c.Close()
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
@@ -515,5 +515,5 @@ func TestStandsByWhileToldTo(t *testing.T) {
 	standBy.Store(false)
 	testutil.WaitFor(t, "connection once no longer standing by", p.Connected)
 	cancel()
-	<-done
+	_ = <-done
 }

@@ -235,7 +235,7 @@ func (g *generation) ensure(ctx context.Context) ([]keeper.Status, error) {
 		log.G(ctx).Info(n)
 	}
 	st := g.workersFor(ctx, plan)
-	defer st.client.Close()
+	defer func() { _ = st.client.Close() }()
 	err = st.keeper.EnsureAll(ctx)
 	return st.keeper.Status(), err
 }

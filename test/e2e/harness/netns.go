@@ -129,7 +129,7 @@ func (n *NetNS) Forward(t testing.TB, addr string) string {
 		mu.Lock()
 		defer mu.Unlock()
 		if closed {
-			c.Close()
+			_ = c.Close()
 			return false
 		}
 		conns = append(conns, c)
@@ -154,11 +154,11 @@ func (n *NetNS) Forward(t testing.TB, addr string) string {
 					out, err = (&net.Dialer{Timeout: 5 * time.Second}).Dial("tcp", addr)
 					return err
 				}); err != nil {
-					in.Close()
+					_ = in.Close()
 					return
 				}
 				if !track(out) {
-					in.Close()
+					_ = in.Close()
 					return
 				}
 				relay(in, out)
@@ -166,11 +166,11 @@ func (n *NetNS) Forward(t testing.TB, addr string) string {
 		}
 	}()
 	t.Cleanup(func() {
-		l.Close()
+		_ = l.Close()
 		mu.Lock()
 		closed = true
 		for _, c := range conns {
-			c.Close()
+			_ = c.Close()
 		}
 		mu.Unlock()
 		wg.Wait()
@@ -188,8 +188,8 @@ func relay(a, b net.Conn) {
 	go cp(a, b)
 	go cp(b, a)
 	<-done
-	a.Close()
-	b.Close()
+	_ = a.Close()
+	_ = b.Close()
 	<-done
 }
 
