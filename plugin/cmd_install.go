@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
-	"time"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/install"
 )
@@ -68,86 +66,13 @@ flags:
 	}
 	opts := install.Options{Root: *root, PathsRoot: *pathsRoot, ContainerdConfig: *containerdConfig,
 		ContainerdMajor: *major, Force: *force}
-
-	once := func(last *install.Result) (*install.Result, int) {
-		// Read both inputs on every round: the ConfigMap behind --config may have changed.
-		var err error
-		if opts.Binary, err = os.ReadFile(binPath); err != nil {
-			fmt.Fprintf(stderr, "sandbox-guard install: reading the binary: %v\n", err)
-			return nil, exitFailure
-		}
-		opts.Config, opts.ConfigSource = nil, ""
-		if *cfgFile != "" {
-			if opts.Config, err = os.ReadFile(*cfgFile); err != nil {
-				fmt.Fprintf(stderr, "sandbox-guard install: reading the configuration: %v\n", err)
-				return nil, exitBadInput
-			}
-			opts.ConfigSource = *cfgFile
-		}
-		res, err := install.Run(opts)
-		if err != nil {
-			fmt.Fprintln(stderr, "sandbox-guard install:", err)
-			if _, ok := errors.AsType[*install.InputError](err); ok {
-				return nil, exitBadInput
-			}
-			return nil, exitFailure
-		}
-		report(res, last, stdout, stderr)
-		return res, exitOK
+	err := install.Watch(ctx, opts, install.Sources{Binary: binPath, Config: *cfgFile}, *watch, stdout, stderr)
+	if err == nil {
+		return exitOK
 	}
-
-	res, code := once(nil)
-	if *watch == 0 || code != exitOK {
-		// The first round's failure ends the installer too, so that its pod shows it.
-		return code
+	fmt.Fprintln(stderr, "sandbox-guard install:", err)
+	if _, ok := errors.AsType[*install.InputError](err); ok {
+		return exitBadInput
 	}
-	t := time.NewTicker(*watch)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return exitOK
-		case <-t.C:
-			// A later failure (e.g. a ConfigMap edit that does not parse) is reported and retried;
-			// the files installed last keep working meanwhile.
-			if next, _ := once(res); next != nil {
-				res = next
-			}
-		}
-	}
-}
-
-// report prints one line per file and the warnings. With last (a watch round), it prints only
-// what changed since: a quiet log while nothing happens.
-func report(res, last *install.Result, stdout, stderr io.Writer) {
-	for _, f := range res.Files {
-		if last != nil && f.Action == install.Unchanged {
-			continue
-		}
-		if last != nil && f.Action == install.Kept && slices.ContainsFunc(last.Files, func(l install.File) bool { return l == f }) {
-			continue
-		}
-		line := fmt.Sprintf("%-13s %s", f.Action, f.Path)
-		if f.Note != "" {
-			line += ": " + f.Note
-		}
-		fmt.Fprintln(stdout, line)
-	}
-	if last != nil && slices.Equal(res.Warnings, last.Warnings) && slices.Equal(res.Notes, last.Notes) && !res.Changed() {
-		return
-	}
-	for _, n := range res.Notes {
-		fmt.Fprintln(stderr, "sandbox-guard install: note:", n)
-	}
-	for _, w := range res.Warnings {
-		fmt.Fprintln(stderr, "sandbox-guard install: WARNING:", w)
-	}
-	switch {
-	case !res.Active:
-	case res.Changed():
-		fmt.Fprintf(stderr, "sandbox-guard install: containerd %s (%s) starts sandbox-guard at its next start (e.g. systemctl restart containerd; running containers keep running)\n",
-			map[int]string{1: "1.7", 2: "2.x"}[res.Major], res.MajorSource)
-	case last == nil:
-		fmt.Fprintf(stderr, "sandbox-guard install: containerd %s (%s): nothing to do\n", map[int]string{1: "1.7", 2: "2.x"}[res.Major], res.MajorSource)
-	}
+	return exitFailure
 }
