@@ -34,7 +34,7 @@ type generation struct {
 	metrics *metrics.Metrics // nil: metrics off
 	region  keeper.RegionFunc
 
-	// images is published once by the images worker: the error that stops it from starting,
+	// images is published by the images worker: why it cannot start yet (while it retries),
 	// then the plan, keeper and bridge it runs.
 	images atomic.Pointer[imagesState]
 
@@ -64,7 +64,6 @@ func newGeneration(ctx context.Context, cfg *config.Config, m *metrics.Metrics) 
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	logger := log.G(ctx)
 	g := &generation{
 		cfg:     cfg,
 		metrics: m,
@@ -88,7 +87,7 @@ func newGeneration(ctx context.Context, cfg *config.Config, m *metrics.Metrics) 
 	if m != nil {
 		observe = m
 	}
-	g.hook = hook.New(policy, &g.store, g.runner.Kick, observe, logger)
+	g.hook = hook.New(policy, &g.store, g.runner.Kick, observe, log.G(ctx))
 	return g, nil
 }
 
