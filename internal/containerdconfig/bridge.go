@@ -17,8 +17,8 @@ const (
 // They do not when:
 //   - containerd 1.7 has no config_path: CRI then uses the legacy registry
 //     settings and never reads hosts.toml;
-//   - containerd 2.x has no config_path (only possible with the deprecated
-//     mirrors table set);
+//   - containerd 2.x has no config_path (2.0 and 2.1 have no default; 2.2+
+//     drop theirs when the deprecated mirrors table is set);
 //   - containerd 2.x pulls through the transfer service (use_local_image_pull
 //     false, no fallback trigger) while config_path lists several
 //     directories: the transfer path passes config_path as one root
@@ -40,7 +40,12 @@ func BridgeEffective(info *Info) (ok bool, why string, fix string) {
 		return true, "", ""
 	}
 	if info.RegistryConfigPath == "" {
-		return false, fmt.Sprintf("containerd 2.x has no [plugins.%q.registry] config_path (the deprecated mirrors table disables the default), so hosts.toml is not read", PluginCRIImages), FixSingleConfigDir
+		// 2.2+ default to certs.d unless mirrors are set; 2.0 and 2.1 have no default.
+		why := "the deprecated mirrors table disables the default"
+		if !info.RegistryMirrors {
+			why = fmt.Sprintf("containerd %s has no default for it", info.Line)
+		}
+		return false, fmt.Sprintf("containerd 2.x has no [plugins.%q.registry] config_path (%s), so hosts.toml is not read", PluginCRIImages, why), FixSingleConfigDir
 	}
 	if strings.ContainsRune(info.RegistryConfigPath, os.PathListSeparator) && !info.UseLocalImagePull {
 		return false, fmt.Sprintf("containerd 2.x pulls through the transfer service, which ignores hosts.toml when config_path lists several directories (%q)", info.RegistryConfigPath), FixLocalImagePull

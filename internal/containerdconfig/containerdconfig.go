@@ -7,10 +7,14 @@
 // sandbox image in `crictl info`), so the files are read the way containerd
 // reads them: the same import resolution, the same per-file version rules and
 // the same merge semantics, which differ between containerd 1.7 (a later file
-// replaces a whole plugin table) and 2.x (tables are deep-merged). The
-// behaviour mirrors containerd v1.7.35 services/server/config and v2.2.9
+// replaces a whole plugin table) and 2.x (tables are deep-merged), and the
+// same migrations, which 2.0-2.2 run once on the merged config and 2.3+ run
+// on each file of a lower version before merging it. The behaviour mirrors
+// containerd v1.7.35 services/server/config, v2.2.9, v2.3.7 and v2.4.2
 // cmd/containerd/server/config plus the CRI plugins' defaults and
-// migrations; see the comments at each rule.
+// migrations; see the comments at each rule. Which containerd line the files
+// are read for is part of the answer (Info.Line): the caller should pass the
+// runtime version when it knows it (NRI's Configure reports it).
 package containerdconfig
 
 import (
@@ -33,9 +37,11 @@ const (
 	// DefaultSandboxImage2 is containerd 2.2's pinned_images.sandbox default
 	// (internal/cri/config/config.go DefaultSandboxImage).
 	DefaultSandboxImage2 = "registry.k8s.io/pause:3.10.1"
-	// DefaultRegistryConfigPath2 is what the 2.x CRI images plugin uses on
+	// DefaultSandboxImage23 is containerd 2.3's and 2.4's (same file).
+	DefaultSandboxImage23 = "registry.k8s.io/pause:3.10.2"
+	// DefaultRegistryConfigPath2 is what the 2.2+ CRI images plugin uses on
 	// Linux when neither config_path nor mirrors are set
-	// (plugins/cri/images/plugin.go).
+	// (plugins/cri/images/plugin.go; 2.0 and 2.1 have no default).
 	DefaultRegistryConfigPath2 = "/etc/containerd/certs.d:/etc/docker/certs.d"
 
 	// NRI defaults (github.com/containerd/nri pkg/adaptation and pkg/api).
@@ -60,28 +66,55 @@ const (
 	PluginNRI = "io.containerd.nri.v1.nri"
 )
 
-// Options adjust Load.
+// Options adjust Load, LoadFS and DefaultsFor.
 type Options struct {
-	// Major is the containerd major version whose rules apply: 1 (1.7) or
-	// 2 (2.x). 0 infers it from the main file's version with
-	// MajorFromVersion, which fails for a file without a version line.
+	// RuntimeVersion is the version of the containerd that reads the files
+	// ("v2.3.7", "1.7.35"; NRI's Configure reports it). When set it decides
+	// the line whose rules apply; a version newer than LineNewest is read
+	// with LineNewest's rules and a note says so.
+	RuntimeVersion string
+	// Major is the containerd major version, 1 (1.7) or 2 (2.x), when the
+	// exact version is not known. 0 infers it from the files' versions (see
+	// Info.LineAssumed). With RuntimeVersion set it must agree or be 0.
 	Major int
 	// ConfDir is the drop-in directory to report on in Info.ConfDirImported
 	// (DefaultConfDir when empty). containerd itself has no implicit import:
 	// a drop-in there is loaded only when some loaded file imports it.
 	ConfDir string
+	// Overlay holds files, by node path (clean and absolute), that count as
+	// present with this content whatever the file system holds (e.g. the
+	// files install is about to write); a nil value counts the file as
+	// absent (about to be removed). Globs in imports match overlay files.
+	Overlay map[string][]byte
 }
 
 // Info is what sandbox-guard needs to know from containerd's configuration.
 type Info struct {
-	// Major is the containerd major version whose rules were applied.
+	// Major is the containerd major version whose rules were applied
+	// (Line.Major()).
 	Major int
+	// Line is the containerd line whose rules and defaults were applied.
+	Line Line
+	// LineSource says what chose Line: "containerd v2.3.7" (the runtime
+	// version), "Options.Major 1", or the file version it was inferred from.
+	LineSource string
+	// LineAssumed is true when no runtime version was given and Line was
+	// inferred (the oldest line that reads the highest file version, 2.2
+	// for Options.Major 2). Notes then say which line was assumed and what
+	// the other line families would read differently.
+	LineAssumed bool
+	// Notes say what was inferred rather than known: the line assumed, a
+	// config or runtime newer than any line known (read with the newest
+	// line's rules), other lines' differing answers. Never errors.
+	Notes []string
 	// Version is the main file's own version (1 when it has no version line;
 	// 0 from Defaults, which reads no file).
 	Version int
 	// EffectiveVersion is the version containerd ends up with after merging
-	// every file: the last non-zero version line wins. In 2.x it decides
-	// whether version-2 CRI tables get migrated at all.
+	// every file: the last non-zero version line wins (from 2.3 on, files of
+	// a lower version are stamped with the merged one, so it is 4 unless a
+	// file says more). In 2.0-2.2 it decides whether version-2 CRI tables get
+	// migrated at all.
 	EffectiveVersion int
 	// Files are the files loaded, in load order (later ones win).
 	Files []string
@@ -147,16 +180,16 @@ type NRI struct {
 }
 
 // MajorFromVersion guesses the containerd major version from a config file's
-// version: 2 is the 1.7 layout, 3 the 2.x layout. A file without a version
-// line (or version 1) is valid on both, so it cannot decide (ok false);
-// callers then pass Options.Major from another source (e.g. the CRI
-// runtime version). containerd 2.x also accepts version-2 files (it migrates
-// them), so a version-2 file on a 2.x node needs Options.Major = 2.
+// version: 2 is the 1.7 layout, 3 the 2.0-2.2 layout, 4 the 2.3+ layout. A
+// file without a version line (or version 1) is valid on both, so it cannot
+// decide (ok false); callers then pass Options.Major or, better,
+// Options.RuntimeVersion. containerd 2.x also accepts version-2 files (it
+// migrates them), so a version-2 file on a 2.x node needs Options.Major = 2.
 func MajorFromVersion(version int) (major int, ok bool) {
 	switch version {
 	case 2:
 		return 1, true
-	case 3:
+	case 3, 4:
 		return 2, true
 	default:
 		return 0, false
@@ -164,14 +197,29 @@ func MajorFromVersion(version int) (major int, ok bool) {
 }
 
 // Defaults returns what containerd of the given major version uses when it
-// runs without any config file (containerd skips loading when the default
-// path does not exist).
+// runs without any config file: DefaultsFor(Options{Major: major}).
 func Defaults(major int) (*Info, error) {
 	if major != 1 && major != 2 {
 		return nil, fmt.Errorf("containerd major version %d: want 1 or 2", major)
 	}
-	st := newState(major)
-	return st.info(DefaultConfDir)
+	return DefaultsFor(Options{Major: major})
+}
+
+// DefaultsFor returns what containerd uses when it runs without any config
+// file (containerd skips loading when the default path does not exist), for
+// the line chosen by opts.RuntimeVersion or, assumed, opts.Major (2 is read
+// as 2.2).
+func DefaultsFor(opts Options) (*Info, error) {
+	choice, err := chooseLine(opts, nil)
+	if err != nil {
+		return nil, err
+	}
+	info, err := newState(choice.line, choice.lenient).info(confDirOf(opts))
+	if err != nil {
+		return nil, err
+	}
+	choice.apply(info)
+	return info, nil
 }
 
 // WouldLoad reports whether containerd would load a config file at path

@@ -498,9 +498,12 @@ imports = ["missing.toml", "none/*.toml"]
 			wantIn: []string{"{dir}/d.toml", "pinned_images.sandbox", "string"},
 		},
 		{
-			name:   "version without major",
-			files:  map[string]string{"config.toml": "[plugins.cri]\n"},
-			wantIn: []string{"{dir}/config.toml", "Options.Major"},
+			name: "no version above 1 anywhere, no major",
+			files: map[string]string{
+				"config.toml": "imports = [\"d.toml\"]\n[plugins.cri]\n",
+				"d.toml":      "version = 1\n",
+			},
+			wantIn: []string{"{dir}/config.toml", "Options.RuntimeVersion or Options.Major"},
 		},
 		{
 			name:   "1.7 refuses version 3",
@@ -509,21 +512,73 @@ imports = ["missing.toml", "none/*.toml"]
 			wantIn: []string{"{dir}/config.toml", "version 3"},
 		},
 		{
-			name: "2.x refuses version 4",
+			name: "2.2 refuses version 4",
 			files: map[string]string{
 				"config.toml": "version = 3\nimports = [\"d.toml\"]\n",
 				"d.toml":      "version = 4\n",
 			},
-			wantIn: []string{"{dir}/d.toml", "version 4"},
+			opts:   Options{RuntimeVersion: "v2.2.9"},
+			wantIn: []string{"{dir}/d.toml", "version 4", "containerd 2.2 (max 3)"},
 		},
 		{
-			name: "2.x crashes on a versionless file after version 4",
+			name: "2.2 crashes on a versionless file after version 4",
 			files: map[string]string{
 				"config.toml": "version = 3\nimports = [\"d.toml\", \"e.toml\"]\n",
 				"d.toml":      "version = 4\n",
 				"e.toml":      "[plugins.cri]\n",
 			},
+			opts:   Options{RuntimeVersion: "2.2.9"},
 			wantIn: []string{"{dir}/e.toml", "crash"},
+		},
+		{
+			name: "2.3 refuses version 5",
+			files: map[string]string{
+				"config.toml": "version = 4\nimports = [\"d.toml\"]\n",
+				"d.toml":      "version = 5\n",
+			},
+			opts:   Options{RuntimeVersion: "v2.3.7"},
+			wantIn: []string{"{dir}/d.toml", "version 5", "containerd 2.3 (max 4)"},
+		},
+		{
+			name: "2.4 crashes on a lower version after version 5",
+			files: map[string]string{
+				"config.toml": "version = 5\nimports = [\"d.toml\"]\n",
+				"d.toml":      "version = 4\n",
+			},
+			opts:   Options{RuntimeVersion: "v2.4.2"},
+			wantIn: []string{"{dir}/d.toml", "crash"},
+		},
+		{
+			name:   "1.7 refuses version 4",
+			files:  map[string]string{"config.toml": "version = 4\n"},
+			opts:   Options{RuntimeVersion: "1.7.35"},
+			wantIn: []string{"{dir}/config.toml", "version 4", "containerd 1.7"},
+		},
+		{
+			name:   "runtime version contradicts Major",
+			files:  map[string]string{"config.toml": "version = 2\n"},
+			opts:   Options{RuntimeVersion: "v2.3.7", Major: 1},
+			wantIn: []string{"v2.3.7", "Options.Major"},
+		},
+		{
+			name:   "runtime version unparsable",
+			files:  map[string]string{"config.toml": "version = 2\n"},
+			opts:   Options{RuntimeVersion: "containerd"},
+			wantIn: []string{`"containerd"`, "major.minor"},
+		},
+		{
+			name:   "runtime version older than 1.7",
+			files:  map[string]string{"config.toml": "version = 2\n"},
+			opts:   Options{RuntimeVersion: "v1.6.36"},
+			wantIn: []string{"1.6.36", "1.7"},
+		},
+		{
+			name: "2.3 migrating a CRI value that is not a table",
+			files: map[string]string{
+				"config.toml": "version = 4\nimports = [\"d.toml\"]\n",
+				"d.toml":      "version = 2\n[plugins]\n\"io.containerd.grpc.v1.cri\" = 5\n",
+			},
+			wantIn: []string{"{dir}/d.toml", "must be a table"},
 		},
 		{
 			name:   "1.7 version 2 with short plugin key",
@@ -575,7 +630,7 @@ func TestMajorFromVersion(t *testing.T) {
 	for _, tt := range []struct {
 		version, major int
 		ok             bool
-	}{{0, 0, false}, {1, 0, false}, {2, 1, true}, {3, 2, true}, {4, 0, false}} {
+	}{{0, 0, false}, {1, 0, false}, {2, 1, true}, {3, 2, true}, {4, 2, true}, {5, 0, false}} {
 		m, ok := MajorFromVersion(tt.version)
 		if m != tt.major || ok != tt.ok {
 			t.Errorf("MajorFromVersion(%d) = %d, %v; want %d, %v", tt.version, m, ok, tt.major, tt.ok)
@@ -621,6 +676,7 @@ func TestBridgeEffective(t *testing.T) {
 		{"2.x several dirs with local pulls", &Info{Major: 2, RegistryConfigPath: DefaultRegistryConfigPath2, UseLocalImagePull: true}, true, "", ""},
 		{"2.x single dir", &Info{Major: 2, RegistryConfigPath: "/etc/containerd/certs.d"}, true, "", ""},
 		{"2.x mirrors, no config_path", &Info{Major: 2, RegistryMirrors: true, UseLocalImagePull: true}, false, FixSingleConfigDir, "mirrors"},
+		{"2.1 without config_path", &Info{Major: 2, Line: Line21}, false, FixSingleConfigDir, "containerd 2.1 has no default"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

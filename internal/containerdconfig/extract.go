@@ -10,7 +10,8 @@ import (
 // defaults, the 2.x version-2 migration and the 2.x local-pull fallback.
 func (st *state) info(confDir string) (*Info, error) {
 	info := &Info{
-		Major:            st.major,
+		Major:            st.line.Major(),
+		Line:             st.line,
 		EffectiveVersion: st.version,
 		ImportPatterns:   append([]string(nil), st.patterns...),
 		DisabledPlugins:  append([]string(nil), st.disabled...),
@@ -23,7 +24,7 @@ func (st *state) info(confDir string) (*Info, error) {
 	info.ConfDirImported = info.WouldLoad(filepath.Join(confDir, "sandbox-guard.toml"))
 
 	var err error
-	if st.major == 1 {
+	if st.line.Major() == 1 {
 		err = st.extract1(info)
 	} else {
 		err = st.extract2(info)
@@ -57,7 +58,7 @@ func (st *state) extract1(info *Info) error {
 			info.Warnings = append(info.Warnings, fmt.Sprintf("%s sets an empty sandbox_image: containerd 1.7 does not fall back to the default and every pod start fails", info.SandboxImageFile))
 		}
 	} else {
-		info.SandboxImage, info.SandboxImageDefaulted = DefaultSandboxImage1, true
+		info.SandboxImage, info.SandboxImageDefaulted = st.line.DefaultSandboxImage(), true
 	}
 
 	cp, ok, err := st.str(cri, "registry", "config_path")
@@ -79,13 +80,56 @@ func (st *state) extract1(info *Info) error {
 	return nil
 }
 
-// extract2 reads containerd 2.x's CRI images table, after emulating the
-// version-2 migration (plugins/cri/images/plugin.go configMigration) when
-// the merged version is below 3.
+// extract2 reads containerd 2.x's CRI images table. Lines 2.0-2.2 migrate
+// version-2 CRI tables here, on the merged config, when the merged version
+// is below 3 (server.New runs the plugins' ConfigMigration for it,
+// plugins/cri/images/plugin.go configMigration); from 2.3 on every file was
+// migrated on its own before merging (see migrateFile).
 func (st *state) extract2(info *Info) error {
-	images, sandboxFrom, registryFrom, err := st.images2(info)
-	if err != nil {
-		return err
+	images := map[string]any{}
+	if v, ok := st.plugins[PluginCRIImages]; ok {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("containerd config %s: plugins.%q must be a table, got %T", st.originOfKey(PluginCRIImages), PluginCRIImages, v)
+		}
+		images = deepCopy(m).(map[string]any)
+	}
+	// Where a value of images came from: the images table itself or, when
+	// migrated here, the 1.7-style table of a version-2 file.
+	sandboxFrom := []string{PluginCRIImages, "pinned_images", "sandbox"}
+	registryFrom := []string{PluginCRIImages, "registry"}
+
+	grpc, hasGRPC := st.plugins[PluginCRI]
+	if hasGRPC {
+		src, ok := grpc.(map[string]any)
+		if !ok {
+			return fmt.Errorf("containerd config %s: plugins.%q must be a table, got %T", st.originOfKey(PluginCRI), PluginCRI, grpc)
+		}
+		if !st.line.perFileMigration() && st.version < st.line.ConfigVersion() {
+			// Migration copies (and overrides) these keys; it runs on the
+			// merged config, so it happens exactly when the last file with a
+			// version line says version 2.
+			if err := migrateImages(st.origin(PluginCRIImages, "pinned_images"), images, src); err != nil {
+				return err
+			}
+			if _, ok := src["sandbox_image"]; ok {
+				sandboxFrom = []string{PluginCRI, "sandbox_image"}
+			}
+			if _, ok := src["registry"]; ok {
+				registryFrom = []string{PluginCRI, "registry"}
+			}
+		} else {
+			for _, k := range []string{"sandbox_image", "registry"} {
+				if _, ok := src[k]; !ok {
+					continue
+				}
+				why := fmt.Sprintf("the effective config version is %d (set by %s), so version-2 tables are not migrated", st.version, st.versionFile)
+				if st.line.perFileMigration() {
+					why = fmt.Sprintf("it migrates only files of a version below %d", st.line.ConfigVersion())
+				}
+				info.Warnings = append(info.Warnings, fmt.Sprintf("%s sets plugins.%q %s, which containerd %s ignores: %s", st.origin(PluginCRI, k), PluginCRI, k, st.line, why))
+			}
+		}
 	}
 
 	// Sandbox image: getSandboxImageName falls back to the default when
@@ -97,7 +141,7 @@ func (st *state) extract2(info *Info) error {
 	if ok && img != "" {
 		info.SandboxImage, info.SandboxImageFile = img, st.origin(sandboxFrom[0], sandboxFrom[1:]...)
 	} else {
-		info.SandboxImage, info.SandboxImageDefaulted = DefaultSandboxImage2, true
+		info.SandboxImage, info.SandboxImageDefaulted = st.line.DefaultSandboxImage(), true
 	}
 
 	cp, ok, err := typed[string](images, []string{PluginCRIImages}, st, "registry", "config_path")
@@ -119,15 +163,35 @@ func (st *state) extract2(info *Info) error {
 		return err
 	}
 	switch {
-	case cp == "" && !info.RegistryMirrors:
-		// plugins/cri/images/plugin.go, Linux only.
-		info.RegistryConfigPath, info.RegistryConfigPathFile, info.RegistryConfigPathDefaulted = DefaultRegistryConfigPath2, "", true
+	case cp == "" && !info.RegistryMirrors && st.line.defaultRegistryConfigPath() != "":
+		// plugins/cri/images/plugin.go, Linux only, from 2.2 on.
+		info.RegistryConfigPath, info.RegistryConfigPathFile, info.RegistryConfigPathDefaulted = st.line.defaultRegistryConfigPath(), "", true
 	case cp != "" && info.RegistryMirrors:
 		info.Warnings = append(info.Warnings, "registry mirrors and config_path are both set: the CRI images plugin refuses to load (\"`mirrors` cannot be set when `config_path` is provided\")")
 	}
 
-	if err := st.localPull2(info, images, configs, auths); err != nil {
+	// use_local_image_pull, then CheckLocalImagePullConfigs: settings the
+	// transfer service cannot honour silently switch CRI to local pulls.
+	local, ok, err := typed[bool](images, []string{PluginCRIImages}, st, "use_local_image_pull")
+	if err != nil {
 		return err
+	}
+	switch {
+	case !st.line.transferPulls():
+		info.UseLocalImagePull = true
+		info.UseLocalImagePullReason = fmt.Sprintf("containerd %s CRI always pulls with the local client (no transfer service)", st.line)
+	case ok && local:
+		info.UseLocalImagePull = true
+		info.UseLocalImagePullReason = fmt.Sprintf("use_local_image_pull = true in %s", st.origin(PluginCRIImages, "use_local_image_pull"))
+	default:
+		trigger, err := localPullTrigger(st, images, info.RegistryMirrors, configs, auths)
+		if err != nil {
+			return err
+		}
+		if trigger != "" {
+			info.UseLocalImagePull = true
+			info.UseLocalImagePullReason = "containerd falls back to local pulls: " + trigger + " is incompatible with the transfer service"
+		}
 	}
 
 	info.CRIDisabled = contains(st.disabled, PluginCRI) || contains(st.disabled, PluginCRIImages)
@@ -137,83 +201,15 @@ func (st *state) extract2(info *Info) error {
 	return nil
 }
 
-// images2 is the CRI images table containerd 2.x uses (a copy, migrated from the version-2
-// tables when the merged version is below 3), and where its sandbox image and registry tables
-// came from: the images table itself or, when migrated, the 1.7-style table of a version-2 file.
-func (st *state) images2(info *Info) (images map[string]any, sandboxFrom, registryFrom []string, err error) {
-	images = map[string]any{}
-	if v, ok := st.plugins[PluginCRIImages]; ok {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, nil, nil, fmt.Errorf("containerd config %s: plugins.%q must be a table, got %T", st.originOfKey(PluginCRIImages), PluginCRIImages, v)
-		}
-		images = deepCopy(m).(map[string]any)
-	}
-	sandboxFrom = []string{PluginCRIImages, "pinned_images", "sandbox"}
-	registryFrom = []string{PluginCRIImages, "registry"}
-
-	grpc, hasGRPC := st.plugins[PluginCRI]
-	if !hasGRPC {
-		return images, sandboxFrom, registryFrom, nil
-	}
-	src, ok := grpc.(map[string]any)
-	if !ok {
-		return nil, nil, nil, fmt.Errorf("containerd config %s: plugins.%q must be a table, got %T", st.originOfKey(PluginCRI), PluginCRI, grpc)
-	}
-	if st.version < maxVersion2 {
-		// Migration copies (and overrides) these keys; it runs on the
-		// merged config, so it happens exactly when the last file with a
-		// version line says version 2.
-		if err := st.migrateImages(images, src); err != nil {
-			return nil, nil, nil, err
-		}
-		if _, ok := src["sandbox_image"]; ok {
-			sandboxFrom = []string{PluginCRI, "sandbox_image"}
-		}
-		if _, ok := src["registry"]; ok {
-			registryFrom = []string{PluginCRI, "registry"}
-		}
-	} else {
-		for _, k := range []string{"sandbox_image", "registry"} {
-			if _, ok := src[k]; ok {
-				info.Warnings = append(info.Warnings, fmt.Sprintf("%s sets plugins.%q %s, which containerd 2.x ignores: the effective config version is 3 (set by %s), so version-2 tables are not migrated", st.origin(PluginCRI, k), PluginCRI, k, st.versionFile))
-			}
-		}
-	}
-	return images, sandboxFrom, registryFrom, nil
-}
-
-// localPull2 follows use_local_image_pull, then CheckLocalImagePullConfigs: settings the
-// transfer service cannot honour silently switch CRI to local pulls.
-func (st *state) localPull2(info *Info, images map[string]any, configs, auths bool) error {
-	local, ok, err := typed[bool](images, []string{PluginCRIImages}, st, "use_local_image_pull")
-	if err != nil {
-		return err
-	}
-	if ok && local {
-		info.UseLocalImagePull = true
-		info.UseLocalImagePullReason = fmt.Sprintf("use_local_image_pull = true in %s", st.origin(PluginCRIImages, "use_local_image_pull"))
-		return nil
-	}
-	trigger, err := localPullTrigger(st, images, info.RegistryMirrors, configs, auths)
-	if err != nil {
-		return err
-	}
-	if trigger != "" {
-		info.UseLocalImagePull = true
-		info.UseLocalImagePullReason = "containerd falls back to local pulls: " + trigger + " is incompatible with the transfer service"
-	}
-	return nil
-}
-
-// migrateImages copies the part of containerd 2.x's images migration that
-// affects what is read here (runtime_platform is left out).
-func (st *state) migrateImages(dst, src map[string]any) error {
+// migrateImages copies the part of containerd 2.x's images migration
+// (plugins/cri/images/plugin.go migrateConfig) that affects what is read
+// here; runtime_platform is left out. where names the file(s) for errors.
+func migrateImages(where string, dst, src map[string]any) error {
 	pinned := map[string]any{}
 	if v, ok := dst["pinned_images"]; ok {
 		m, ok := v.(map[string]any)
 		if !ok {
-			return fmt.Errorf("containerd config %s: plugins.%q.pinned_images must be a table, got %T", st.origin(PluginCRIImages, "pinned_images"), PluginCRIImages, v)
+			return fmt.Errorf("containerd config %s: plugins.%q.pinned_images must be a table, got %T", where, PluginCRIImages, v)
 		}
 		pinned = m
 	}
@@ -228,11 +224,18 @@ func (st *state) migrateImages(dst, src map[string]any) error {
 			dst[k] = v
 		}
 	}
-	if c, ok := src["containerd"].(map[string]any); ok {
-		for _, k := range []string{"snapshotter", "disable_snapshot_annotations", "discard_unpacked_layers"} {
-			if v, ok := c[k]; ok {
-				dst[k] = v
-			}
+	// containerd returns early unless containerd.runtimes exists, so these
+	// three keys move only from a table that also lists runtimes.
+	c, ok := src["containerd"].(map[string]any)
+	if !ok {
+		return nil
+	}
+	if _, ok := c["runtimes"]; !ok {
+		return nil
+	}
+	for _, k := range []string{"snapshotter", "disable_snapshot_annotations", "discard_unpacked_layers"} {
+		if v, ok := c[k]; ok {
+			dst[k] = v
 		}
 	}
 	return nil
@@ -275,7 +278,7 @@ func localPullTrigger(st *state, images map[string]any, mirrors, configs, auths 
 // (Config.toOptions / ConfigureTimeouts skip them).
 func (st *state) extractNRI(info *Info) error {
 	key := PluginNRI
-	if st.major == 1 && st.version < 2 {
+	if st.line.Major() == 1 && st.version < 2 {
 		key = "nri"
 	}
 	n := NRI{
@@ -285,7 +288,7 @@ func (st *state) extractNRI(info *Info) error {
 		RegistrationTimeout: DefaultNRIRegistrationTimeout,
 		RequestTimeout:      DefaultNRIRequestTimeout,
 	}
-	if st.major == 1 {
+	if st.line.Major() == 1 {
 		n.Disabled, n.DisabledReason = true, "containerd 1.7 default"
 	} else {
 		n.DisabledReason = "containerd 2.x default (enabled)"
@@ -355,7 +358,7 @@ func (st *state) duration(tbl map[string]any, key, name string) (time.Duration, 
 		}
 		return d, nil
 	case int64:
-		if st.major == 1 {
+		if st.line.Major() == 1 {
 			return time.Duration(t), nil
 		}
 	}

@@ -3,6 +3,7 @@ package containerdconfig
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -10,10 +11,6 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 )
-
-// maxVersion2 is version.ConfigVersion of containerd 2.2: the migration
-// table there has entries for versions 0..2 only.
-const maxVersion2 = 3
 
 // rawFile holds the top-level keys of one config file that matter here.
 // Unknown keys are ignored, as containerd does after warning about them.
@@ -25,8 +22,15 @@ type rawFile struct {
 	RequiredPlugins []string       `toml:"required_plugins"`
 }
 
-// loadedFile keeps each file's own plugin tables (after 2.x renamed the
-// short v1 names) so the file that set a value can be named afterwards.
+// parsedFile is one config file as read, before any migration. It is never
+// modified, so the same files can be evaluated for several lines.
+type parsedFile struct {
+	path string
+	raw  *rawFile
+}
+
+// loadedFile keeps each file's own plugin tables (after renames and, from
+// 2.3 on, migrations) so the file that set a value can be named afterwards.
 type loadedFile struct {
 	path    string
 	plugins map[string]any
@@ -34,7 +38,10 @@ type loadedFile struct {
 
 // state is containerd's in-memory Config while files are merged.
 type state struct {
-	major       int
+	line Line
+	// lenient: the line stands in for a newer containerd, so versions above
+	// the line's own are accepted rather than refused.
+	lenient     bool
 	version     int
 	versionFile string
 	plugins     map[string]any
@@ -44,14 +51,16 @@ type state struct {
 	patterns    []string
 }
 
-func newState(major int) *state {
-	st := &state{major: major, plugins: map[string]any{}}
-	if major == 1 {
+func newState(line Line, lenient bool) *state {
+	st := &state{line: line, lenient: lenient, plugins: map[string]any{}}
+	if line.Major() == 1 {
 		// 1.7's default config has version 1 (cmd/containerd/command/config.go:
 		// "this version MUST remain set to 1").
 		st.version = 1
 	} else {
-		st.version = maxVersion2
+		// 2.x's default config carries version.ConfigVersion
+		// (cmd/containerd/command/config.go platformAgnosticDefaultConfig).
+		st.version = line.ConfigVersion()
 	}
 	return st
 }
@@ -61,10 +70,25 @@ func Load(path string) (*Info, error) {
 	return LoadWithOptions(path, Options{})
 }
 
-// LoadWithOptions reads the containerd config at path and every file it
-// imports, the way containerd's LoadConfig does:
-//   - files are processed breadth-first: main file, its imports in order,
-//     then their imports; a path already loaded is skipped (cycles are fine);
+// LoadWithOptions reads the containerd config at path on this machine: it is
+// LoadFS over the root file system. A relative path is taken relative to the
+// working directory, as containerd's --config is (Info.Files then holds
+// absolute paths).
+func LoadWithOptions(path string, opts Options) (*Info, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("containerd config %s: %w", path, err)
+	}
+	return LoadFS(os.DirFS("/"), abs, opts)
+}
+
+// LoadFS reads the containerd config at path, and every file it imports,
+// from fsys, which holds the node's root file system: path, the imports and
+// the keys of Options.Overlay are node paths ("/etc/containerd/config.toml"),
+// looked up in fsys without their leading "/". Files are loaded the way
+// containerd's LoadConfig does it:
+//   - breadth-first: main file, its imports in order, then their imports; a
+//     path already loaded is skipped (cycles are fine);
 //   - an import is cleaned, made relative to the importing file's directory
 //     when not absolute, and globbed only when it contains "*" (a glob with
 //     no match adds nothing, a missing plain path is an error);
@@ -73,32 +97,57 @@ func Load(path string) (*Info, error) {
 //     config, whose imports LoadConfig never follows);
 //   - each file carries its own version (none = 1).
 //
+// Then the files are merged with the rules of the containerd line chosen by
+// Options (see Options.RuntimeVersion; Info.Line, LineSource and Notes say
+// which line was used and why).
+//
 // A missing main file returns an error wrapping fs.ErrNotExist; containerd
-// then runs on defaults (see Defaults).
-func LoadWithOptions(path string, opts Options) (*Info, error) {
-	confDir := opts.ConfDir
-	if confDir == "" {
-		confDir = DefaultConfDir
+// then runs on defaults (see DefaultsFor).
+func LoadFS(fsys fs.FS, path string, opts Options) (*Info, error) {
+	if !filepath.IsAbs(path) {
+		return nil, fmt.Errorf("containerd config %s: want an absolute node path", path)
 	}
-	major := opts.Major
-	var first *rawFile
-	if major == 0 {
-		rf, err := readFile(path)
-		if err != nil {
-			return nil, err
+	for p := range opts.Overlay {
+		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
+			return nil, fmt.Errorf("containerd config overlay file %q: want a clean absolute node path", p)
 		}
-		m, ok := MajorFromVersion(fileVersion(rf.Version))
-		if !ok {
-			return nil, fmt.Errorf("containerd config %s: version %d does not tell containerd 1.7 from 2.x; set Options.Major", path, fileVersion(rf.Version))
+	}
+	files, loadErr := collect(source{fsys: fsys, overlay: opts.Overlay}, path)
+	if len(files) == 0 {
+		return nil, loadErr
+	}
+	choice, err := chooseLine(opts, files)
+	if err != nil {
+		if loadErr != nil {
+			return nil, loadErr
 		}
-		major, first = m, rf
+		return nil, err
 	}
-	if major != 1 && major != 2 {
-		return nil, fmt.Errorf("containerd major version %d: want 1 or 2", major)
+	info, err := evaluate(choice.line, choice.lenient, files, loadErr, confDirOf(opts))
+	if err != nil {
+		return nil, err
 	}
+	choice.apply(info)
+	// Files newer than any known line are not meant for the older lines.
+	if choice.assumed && !choice.lenient {
+		info.Notes = append(info.Notes, alternatives(choice, opts, files, info)...)
+	}
+	return info, nil
+}
 
-	st := newState(major)
-	mainVersion := 0
+func confDirOf(opts Options) string {
+	if opts.ConfDir == "" {
+		return DefaultConfDir
+	}
+	return opts.ConfDir
+}
+
+// collect reads the main file and every file it imports in containerd's
+// order. It returns the files read up to the first error, and that error:
+// containerd merges each file before reading the next, so it would have
+// merged those files before failing.
+func collect(src source, path string) ([]parsedFile, error) {
+	var files []parsedFile
 	loaded := map[string]bool{}
 	pending := []string{path}
 	for len(pending) > 0 {
@@ -107,26 +156,33 @@ func LoadWithOptions(path string, opts Options) (*Info, error) {
 		if loaded[p] {
 			continue
 		}
-		rf := first
-		first = nil
-		if rf == nil {
-			var err error
-			if rf, err = readFile(p); err != nil {
-				return nil, err
-			}
-		}
-		if len(st.files) == 0 {
-			mainVersion = fileVersion(rf.Version)
-		}
-		if err := st.merge(p, rf); err != nil {
-			return nil, err
-		}
-		imports, err := resolveImports(p, rf.Imports)
+		rf, err := readFile(src, p)
 		if err != nil {
-			return nil, fmt.Errorf("containerd config %s: imports: %w", p, err)
+			return files, err
+		}
+		files = append(files, parsedFile{path: p, raw: rf})
+		imports, err := resolveImports(src, p, rf.Imports)
+		if err != nil {
+			return files, fmt.Errorf("containerd config %s: imports: %w", p, err)
 		}
 		loaded[p] = true
 		pending = append(pending, imports...)
+	}
+	return files, nil
+}
+
+// evaluate merges files with the rules of line, in containerd's order of
+// failures: a merge error (containerd merges as it reads), then loadErr,
+// then the checks run after every file is merged.
+func evaluate(line Line, lenient bool, files []parsedFile, loadErr error, confDir string) (*Info, error) {
+	st := newState(line, lenient)
+	for _, f := range files {
+		if err := st.merge(f.path, f.raw); err != nil {
+			return nil, err
+		}
+	}
+	if loadErr != nil {
+		return nil, loadErr
 	}
 	if err := st.validate(); err != nil {
 		return nil, err
@@ -135,8 +191,107 @@ func LoadWithOptions(path string, opts Options) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	info.Version = mainVersion
+	info.Version = fileVersion(files[0].raw.Version)
 	return info, nil
+}
+
+// lineChoice is the containerd line the files are read for, and why.
+type lineChoice struct {
+	line    Line
+	lenient bool
+	assumed bool
+	source  string
+	notes   []string
+}
+
+func (c lineChoice) apply(info *Info) {
+	info.Line, info.LineSource, info.LineAssumed = c.line, c.source, c.assumed
+	info.Notes = append(append([]string(nil), c.notes...), info.Notes...)
+}
+
+// chooseLine picks the line: the runtime version when given; else 1.7 for
+// Options.Major 1; else the oldest line that reads the highest file version
+// (a version-4 file means 2.3 or later, since older lines refuse it),
+// assumed and said so in a note.
+func chooseLine(opts Options, files []parsedFile) (lineChoice, error) {
+	if opts.Major != 0 && opts.Major != 1 && opts.Major != 2 {
+		return lineChoice{}, fmt.Errorf("containerd major version %d: want 1 or 2", opts.Major)
+	}
+	maxV, maxFile := 0, ""
+	for _, f := range files {
+		if v := fileVersion(f.raw.Version); v > maxV {
+			maxV, maxFile = v, f.path
+		}
+	}
+	if opts.RuntimeVersion != "" {
+		l, note, err := ParseRuntimeVersion(opts.RuntimeVersion)
+		if err != nil {
+			return lineChoice{}, err
+		}
+		if opts.Major != 0 && opts.Major != l.Major() {
+			return lineChoice{}, fmt.Errorf("containerd %s is not containerd major version %d (Options.Major)", opts.RuntimeVersion, opts.Major)
+		}
+		c := lineChoice{line: l, source: "containerd " + strings.TrimSpace(opts.RuntimeVersion)}
+		if note != "" {
+			c.lenient, c.notes = true, []string{note}
+		}
+		return c, nil
+	}
+	from := fmt.Sprintf("version %d in %s", maxV, maxFile)
+	switch {
+	case opts.Major == 1:
+		return lineChoice{line: Line17, source: "Options.Major 1"}, nil
+	case maxV > LineNewest.ConfigVersion():
+		return lineChoice{line: LineNewest, lenient: true, assumed: true, source: from, notes: []string{
+			fmt.Sprintf("%s has config version %d, newer than any containerd line sandbox-guard knows (containerd %s reads up to version %d); read with containerd %s's rules", maxFile, maxV, LineNewest, LineNewest.ConfigVersion(), LineNewest)}}, nil
+	case maxV == Line23.ConfigVersion():
+		return lineChoice{line: Line23, assumed: true, source: from, notes: []string{
+			fmt.Sprintf("no containerd version given: %s has config version %d, which only containerd 2.3 and later read; read as containerd 2.3 (2.4 reads configs alike)", maxFile, maxV)}}, nil
+	case maxV == Line22.ConfigVersion() || opts.Major == 2:
+		src := from
+		if opts.Major == 2 {
+			src = "Options.Major 2"
+		}
+		return lineChoice{line: Line22, assumed: true, source: src, notes: []string{
+			fmt.Sprintf("no containerd version given: read as containerd 2.2 (%s)", src)}}, nil
+	case maxV == 2:
+		return lineChoice{line: Line17, assumed: true, source: from, notes: []string{
+			fmt.Sprintf("no containerd version given: read as containerd 1.7 (%s)", from)}}, nil
+	case len(files) == 0:
+		return lineChoice{}, errors.New("containerd line unknown: set Options.RuntimeVersion or Options.Major")
+	default:
+		return lineChoice{}, fmt.Errorf("containerd config %s: no loaded file has a version above 1, which containerd 1.7 and 2.x both read; set Options.RuntimeVersion or Options.Major", files[0].path)
+	}
+}
+
+// alternatives reads the files as the other line families would and notes
+// where their answer differs from info on what sandbox-guard acts on. A
+// line that refuses the files is no alternative.
+func alternatives(choice lineChoice, opts Options, files []parsedFile, info *Info) []string {
+	var notes []string
+	for _, alt := range []Line{Line17, Line22, Line23} {
+		if alt.family() == choice.line.family() || (opts.Major != 0 && alt.Major() != opts.Major) {
+			continue
+		}
+		other, err := evaluate(alt, false, files, nil, confDirOf(opts))
+		if err != nil {
+			continue
+		}
+		var diff []string
+		if other.SandboxImage != info.SandboxImage {
+			diff = append(diff, "sandbox image "+other.SandboxImage)
+		}
+		if other.RegistryConfigPath != info.RegistryConfigPath {
+			diff = append(diff, fmt.Sprintf("registry config_path %q", other.RegistryConfigPath))
+		}
+		if other.NRI.Disabled != info.NRI.Disabled {
+			diff = append(diff, fmt.Sprintf("NRI disabled = %t", other.NRI.Disabled))
+		}
+		if len(diff) > 0 {
+			notes = append(notes, fmt.Sprintf("%s would read: %s", alt.family(), strings.Join(diff, ", ")))
+		}
+	}
+	return notes
 }
 
 func fileVersion(v int) int {
@@ -146,8 +301,8 @@ func fileVersion(v int) int {
 	return v
 }
 
-func readFile(path string) (*rawFile, error) {
-	b, err := os.ReadFile(path)
+func readFile(src source, path string) (*rawFile, error) {
+	b, err := src.readFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read containerd config %s: %w", path, err)
 	}
@@ -166,7 +321,7 @@ func readFile(path string) (*rawFile, error) {
 // resolveImports copies containerd's resolveImports (identical in 1.7 and
 // 2.x): Clean, join relative paths to the parent's directory, glob only
 // entries containing "*".
-func resolveImports(parent string, imports []string) ([]string, error) {
+func resolveImports(src source, parent string, imports []string) ([]string, error) {
 	var out []string
 	for _, p := range imports {
 		p = filepath.Clean(p)
@@ -174,9 +329,9 @@ func resolveImports(parent string, imports []string) ([]string, error) {
 			p = filepath.Join(filepath.Dir(parent), p)
 		}
 		if strings.Contains(p, "*") {
-			matches, err := filepath.Glob(p)
+			matches, err := src.glob(p)
 			if err != nil {
-				return nil, fmt.Errorf("glob %q: %w", p, err)
+				return nil, err
 			}
 			out = append(out, matches...)
 		} else {
@@ -207,33 +362,45 @@ func matchImport(pattern, path string) bool {
 	return err == nil && ok
 }
 
-// merge folds one file into the state using the rules of st.major.
+// merge folds one file into the state using the rules of st.line.
 func (st *state) merge(path string, rf *rawFile) error {
-	plugins := rf.Plugins
-	if plugins == nil {
-		plugins = map[string]any{}
+	plugins := map[string]any{}
+	if rf.Plugins != nil {
+		plugins = deepCopy(rf.Plugins).(map[string]any)
 	}
 	disabled := append([]string(nil), rf.DisabledPlugins...)
 	required := append([]string(nil), rf.RequiredPlugins...)
 	version := rf.Version
 
-	if st.major == 2 && (version == 0 || version == 1) {
-		// 2.x LoadConfig: MigrateConfigTo(out.Version) for version 0/1 files
-		// renames short plugin names (v1Migrate) and stamps the file with the
-		// current merged version, so such a file never triggers the later
-		// version-2 CRI migration by itself.
-		if st.version > maxVersion2 {
+	switch {
+	case st.line.perFileMigration():
+		if version < st.version {
+			target := min(st.version, st.line.ConfigVersion())
+			if st.version > st.line.ConfigVersion() && !st.lenient {
+				// LoadConfigWithPlugins migrates the file up to the merged
+				// version; migrations[] ends at 3 -> 4, so going past 4
+				// indexes beyond it and containerd panics.
+				return fmt.Errorf("containerd config %s: a file of version %d after %s's version %d makes containerd %s crash (migration index out of range)", path, fileVersion(version), st.versionFile, st.version, st.line)
+			}
+			var err error
+			if plugins, err = st.migrateFile(path, plugins, disabled, required, version, target); err != nil {
+				return err
+			}
+			version = st.version
+		}
+	case st.line.Major() == 2 && (version == 0 || version == 1):
+		// 2.0-2.2 LoadConfig: MigrateConfigTo(out.Version) for version 0/1
+		// files renames short plugin names (v1Migrate) and stamps the file
+		// with the current merged version, so such a file never triggers the
+		// later version-2 CRI migration by itself.
+		if st.version > st.line.ConfigVersion() {
 			// migrations[] has entries for 0..2; walking up to a version
 			// above 3 indexes past its end and containerd panics.
-			return fmt.Errorf("containerd config %s: a file without version (or version 1) after %s's version %d makes containerd 2.x crash (migration index out of range)", path, st.versionFile, st.version)
+			return fmt.Errorf("containerd config %s: a file without version (or version 1) after %s's version %d makes containerd %s crash (migration index out of range)", path, st.versionFile, st.version, st.line)
 		}
 		plugins = renameV1Plugins(plugins)
-		for i, p := range disabled {
-			disabled[i] = v1MigratePluginName(p)
-		}
-		for i, p := range required {
-			required[i] = v1MigratePluginName(p)
-		}
+		renameV1List(disabled)
+		renameV1List(required)
 		version = st.version
 	}
 
@@ -246,7 +413,7 @@ func (st *state) merge(path string, rf *rawFile) error {
 		st.versionFile = path
 	}
 
-	if st.major == 1 {
+	if st.line.Major() == 1 {
 		// 1.7 mergeConfig: mergo then "Replace entire sections instead of
 		// merging map's values": every plugin key present in the file
 		// replaces the whole table. WithAppendSlice keeps duplicates.
@@ -270,9 +437,73 @@ func (st *state) merge(path string, rf *rawFile) error {
 	return nil
 }
 
+// migrateFile is what containerd 2.3+ does to one file of a lower version
+// before merging it (v2.3.7 and v2.4.2 cmd/containerd/server/config/config.go
+// LoadConfigWithPlugins): for each version v from the file's up to the
+// target, MigrateConfigTo(v+1) runs migrations[v] (v1Migrate renames short
+// plugin names at v = 1; serviceMigrate moves [grpc], [ttrpc], [debug] and
+// [metrics] into server plugins at v = 3, which nothing here reads), then
+// every plugin's ConfigMigration(v) in dependency order. Of those, the CRI
+// images plugin copies the 1.7-style CRI keys into
+// io.containerd.cri.v1.images (plugins/cri/images/plugin.go) and then the
+// CRI gRPC plugin, which requires it, keeps only its server keys in
+// io.containerd.grpc.v1.cri (plugins/cri/cri.go). Both run for every v below
+// 4, so a version-3 file's 1.7-style CRI keys are migrated too, and a
+// versionless file's [plugins."io.containerd.grpc.v1.cri"] is migrated at
+// v = 0, before v1Migrate renames a short [plugins.cri] over it.
+func (st *state) migrateFile(path string, plugins map[string]any, disabled, required []string, from, to int) (map[string]any, error) {
+	for v := from; v < to; v++ {
+		if v == 1 {
+			plugins = renameV1Plugins(plugins)
+			renameV1List(disabled)
+			renameV1List(required)
+		}
+		if err := migrateCRITables(path, plugins); err != nil {
+			return nil, err
+		}
+	}
+	return plugins, nil
+}
+
+// criServerKeys are the keys the 2.x CRI gRPC plugin keeps when it migrates
+// io.containerd.grpc.v1.cri (plugins/cri/cri.go configMigration).
+var criServerKeys = []string{"disable_tcp_service", "stream_server_address", "stream_server_port", "stream_idle_timeout", "enable_tls_streaming", "x509_key_pair_streaming"}
+
+// migrateCRITables runs the CRI images and CRI gRPC plugins' migrations on
+// one set of plugin tables.
+func migrateCRITables(where string, plugins map[string]any) error {
+	v, ok := plugins[PluginCRI]
+	if !ok {
+		return nil
+	}
+	src, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("containerd config %s: plugins.%q must be a table, got %T (containerd crashes migrating it)", where, PluginCRI, v)
+	}
+	dst := map[string]any{}
+	if d, ok := plugins[PluginCRIImages]; ok {
+		if dst, ok = d.(map[string]any); !ok {
+			return fmt.Errorf("containerd config %s: plugins.%q must be a table, got %T", where, PluginCRIImages, d)
+		}
+	}
+	if err := migrateImages(where, dst, src); err != nil {
+		return err
+	}
+	// The images migration stores its table even when it copied nothing.
+	plugins[PluginCRIImages] = dst
+	server := map[string]any{}
+	for _, k := range criServerKeys {
+		if v, ok := src[k]; ok {
+			server[k] = v
+		}
+	}
+	plugins[PluginCRI] = server
+	return nil
+}
+
 // validate applies the checks containerd runs after loading every file.
 func (st *state) validate() error {
-	if st.major == 1 {
+	if st.line.Major() == 1 {
 		// 1.7 ValidateV2.
 		if st.version < 2 {
 			return nil // version 1: deprecated, only a warning
@@ -298,17 +529,17 @@ func (st *state) validate() error {
 		return nil
 	}
 	// 2.x ValidateVersion.
-	if st.version > maxVersion2 {
-		return fmt.Errorf("containerd config %s: version %d is not supported by containerd 2.2 (max %d)", st.versionFile, st.version, maxVersion2)
+	if st.version > st.line.ConfigVersion() && !st.lenient {
+		return fmt.Errorf("containerd config %s: version %d is not supported by containerd %s (max %d)", st.versionFile, st.version, st.line, st.line.ConfigVersion())
 	}
 	for _, p := range st.disabled {
 		if !strings.Contains(p, ".") {
-			return fmt.Errorf("containerd config: invalid disabled plugin URI %q (containerd 2.x refuses to start)", p)
+			return fmt.Errorf("containerd config: invalid disabled plugin URI %q (containerd %s refuses to start)", p, st.line)
 		}
 	}
 	for _, p := range st.required {
 		if !strings.Contains(p, ".") {
-			return fmt.Errorf("containerd config: invalid required plugin URI %q (containerd 2.x refuses to start)", p)
+			return fmt.Errorf("containerd config: invalid required plugin URI %q (containerd %s refuses to start)", p, st.line)
 		}
 	}
 	return nil
@@ -423,6 +654,14 @@ func renameV1Plugins(plugins map[string]any) map[string]any {
 		out[v1MigratePluginName(k)] = plugins[k]
 	}
 	return out
+}
+
+// renameV1List applies v1MigratePluginName to disabled_plugins or
+// required_plugins in place, as v1Migrate does.
+func renameV1List(list []string) {
+	for i, p := range list {
+		list[i] = v1MigratePluginName(p)
+	}
 }
 
 // v1MigratePluginName copies containerd 2.x's mapping of version-1 short

@@ -146,6 +146,9 @@ func TestInstallFreshNodeAndIdempotent(t *testing.T) {
 		{"containerd-1.7", false, 2, 1, etc.DropIn17},
 		{"containerd-2.x/daemonset-view", true, 3, 2, etc.DropIn2},
 		{"containerd-1.7/daemonset-view", true, 2, 1, etc.DropIn17},
+		// containerd 2.3+ writes version 4; the version-3 drop-in is migrated when loaded.
+		{"containerd-2.3", false, 4, 2, etc.DropIn2},
+		{"containerd-2.3/daemonset-view", true, 4, 2, etc.DropIn2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := newNode(t, tc.daemonSet)

@@ -6,10 +6,14 @@
 # here with ../shared/tools/build-crictl (offline) or, without ../shared, from the Go module proxy.
 #
 #   eval "$(test/tools/install-deps.sh)"
+#   eval "$(test/tools/install-deps.sh --env)"   # only what is built already; builds nothing
 set -euo pipefail
 
 CACHE=${SG_CACHE:-/var/cache/sandbox-guard-e2e}
 CONTAINERD2=${CONTAINERD2_VERSION:-v2.2.9}
+# containerd 2.3 (LTS) and 2.4 write config version 4: the config reader is tested against both.
+CONTAINERD23=${CONTAINERD23_VERSION:-v2.3.7}
+CONTAINERD24=${CONTAINERD24_VERSION:-v2.4.2}
 CONTAINERD17=${CONTAINERD17_VERSION:-v1.7.35}
 RUNC=${RUNC_VERSION:-v1.3.6}
 CNI=${CNI_VERSION:-v1.9.1}
@@ -19,6 +23,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 shared=${SG_SHARED:-$(cd "$here/../../.." && pwd)/shared}
 
 log() { echo "install-deps: $*" >&2; }
+
+# --env serves `make unit`, whose differential test of the containerd config reader runs the
+# containerd binaries: export those already in the cache, never build (a line missing is skipped).
+if [ "${1:-}" = --env ]; then
+  for pair in SG_CONTAINERD17:$CONTAINERD17 SG_CONTAINERD2:$CONTAINERD2 SG_CONTAINERD23:$CONTAINERD23 SG_CONTAINERD24:$CONTAINERD24; do
+    dir=$CACHE/containerd-${pair#*:}/bin
+    if [ -x "$dir/containerd" ]; then echo "export ${pair%%:*}=$dir"; fi
+  done
+  exit 0
+fi
 if [ -n "${CRICTL:-}" ] && [ ! -x "$CRICTL" ]; then
   log "CRICTL=$CRICTL is not an executable file (unset CRICTL to build the real crictl into $CACHE)"
   exit 1
@@ -35,15 +49,16 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}") >&2
 fi
 
-build_containerd2() {
-  local dir=$CACHE/containerd-$CONTAINERD2
+build_containerd2() { # version (a 2.x release)
+  local ver=$1 dir=$CACHE/containerd-$1 start=$SECONDS
   [ -x "$dir/bin/containerd" ] && return
-  log "building containerd $CONTAINERD2"
+  log "building containerd $ver"
   mkdir -p "$dir/bin.tmp"
-  CGO_ENABLED=0 GOBIN=$dir/bin.tmp go install "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD2" \
-    "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD2" \
-    "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD2" >&2
+  CGO_ENABLED=0 GOBIN=$dir/bin.tmp go install "github.com/containerd/containerd/v2/cmd/containerd@$ver" \
+    "github.com/containerd/containerd/v2/cmd/ctr@$ver" \
+    "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$ver" >&2
   rm -rf "$dir/bin"; mv "$dir/bin.tmp" "$dir/bin"
+  log "built containerd $ver in $((SECONDS - start))s"
 }
 
 build_containerd17() {
@@ -72,7 +87,7 @@ build_go() { # name version cgo pkg...
 }
 
 # Builds are independent; run them two at a time (2-core machines).
-build_containerd2 & p1=$!
+build_containerd2 "$CONTAINERD2" & p1=$!
 build_go runc "$RUNC" 1 github.com/opencontainers/runc & p2=$!
 wait $p2
 build_go cni "$CNI" 0 github.com/containernetworking/plugins/plugins/main/bridge \
@@ -81,7 +96,9 @@ build_go cni "$CNI" 0 github.com/containernetworking/plugins/plugins/main/bridge
   github.com/containernetworking/plugins/plugins/meta/portmap
 build_go registry "$REGISTRY" 0 github.com/distribution/distribution/v3/cmd/registry
 wait $p1
+{ build_containerd2 "$CONTAINERD23" && build_containerd2 "$CONTAINERD24"; } & p3=$!
 build_containerd17
+wait $p3
 
 # The tests drive every node with the real crictl.
 if [ -n "${CRICTL:-}" ]; then
@@ -97,6 +114,8 @@ fi
 
 cat <<OUT
 export SG_CONTAINERD2=$CACHE/containerd-$CONTAINERD2/bin
+export SG_CONTAINERD23=$CACHE/containerd-$CONTAINERD23/bin
+export SG_CONTAINERD24=$CACHE/containerd-$CONTAINERD24/bin
 export SG_CONTAINERD17=$CACHE/containerd-$CONTAINERD17/bin
 export SG_RUNC=$CACHE/runc-$RUNC/bin/runc
 export SG_CNI_BIN=$CACHE/cni-$CNI/bin
