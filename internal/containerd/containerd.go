@@ -346,6 +346,19 @@ func (c *Client) Ping(ctx context.Context) error {
 	return nil
 }
 
+// Version is the version containerd reports through its version API, e.g. "v2.3.7".
+func (c *Client) Version(ctx context.Context) (string, error) {
+	cl, ctx, err := c.client(ctx)
+	if err != nil {
+		return "", err
+	}
+	v, err := cl.Version(ctx)
+	if err != nil {
+		return "", fmt.Errorf("containerd not reachable at %s: %w", c.opts.Address, err)
+	}
+	return v.Version, nil
+}
+
 // SplitHostsDirs splits a config_path the way containerd does.
 func SplitHostsDirs(configPath string) []string {
 	var out []string

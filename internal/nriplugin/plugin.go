@@ -39,7 +39,9 @@ type Options struct {
 	// Configure receives the configuration text containerd sends: the plugin's .conf file when
 	// pre-registered, empty for an external plugin. It must return quickly and never fail the
 	// handshake (containerd 1.7.11 exits when a pre-registered plugin fails to configure).
-	Configure func(ctx context.Context, config string)
+	// runtime and version name the container runtime ("containerd", "v2.3.7"): they decide how
+	// containerd's own configuration is read.
+	Configure func(ctx context.Context, config, runtime, version string)
 	// Reconnect paces an external plugin's attempts to reach containerd.
 	Reconnect backoff.Policy
 	// OnConnection, when set, hears when the plugin connects to or loses containerd (metrics).
@@ -110,7 +112,7 @@ func (p *Plugin) Configure(ctx context.Context, config, runtime, version string)
 	p.setConnected(true)
 	p.connects.Add(1)
 	if p.opts.Configure != nil {
-		p.opts.Configure(ctx, config)
+		p.opts.Configure(ctx, config, runtime, version)
 	}
 	return api.EventMask(0), nil // 0: every event the plugin implements (RunPodSandbox)
 }

@@ -207,7 +207,7 @@ func TestRunPodSandbox(t *testing.T) {
 
 func TestConfigure(t *testing.T) {
 	var got []string
-	p := New(quietCtx(), Options{Configure: func(_ context.Context, cfg string) { got = append(got, cfg) }})
+	p := New(quietCtx(), Options{Configure: func(_ context.Context, cfg, runtime, version string) { got = append(got, cfg+"|"+runtime+"|"+version) }})
 	if p.Connected() || p.Connects() != 0 {
 		t.Fatal("a new plugin is not connected")
 	}
@@ -221,7 +221,7 @@ func TestConfigure(t *testing.T) {
 	if _, err := p.Configure(context.Background(), "", "containerd", "v2.1.0"); err != nil {
 		t.Fatal(err)
 	}
-	if p.Connects() != 2 || !reflect.DeepEqual(got, []string{"mode: warn\n", ""}) {
+	if p.Connects() != 2 || !reflect.DeepEqual(got, []string{"mode: warn\n|containerd|v2.1.0", "|containerd|v2.1.0"}) {
 		t.Errorf("Connects %d, Configure hook saw %q", p.Connects(), got)
 	}
 }

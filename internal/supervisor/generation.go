@@ -27,6 +27,7 @@ import (
 // bridge. Reconfiguring replaces the whole generation.
 type generation struct {
 	cfg     *config.Config
+	runtime Runtime // as NRI reported it; zero for `check` until containerd answers
 	store   snapshot.Store
 	runner  *checks.Runner
 	hook    *hook.Hook
@@ -55,7 +56,7 @@ type imagesState struct {
 
 // newGeneration builds the workers of cfg; nothing runs until start. It does no I/O, so it is
 // safe in NRI's Configure.
-func newGeneration(ctx context.Context, cfg *config.Config, m *metrics.Metrics) (*generation, error) {
+func newGeneration(ctx context.Context, cfg *config.Config, rt Runtime, m *metrics.Metrics) (*generation, error) {
 	policy, err := gate.NewPolicy(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
@@ -66,6 +67,7 @@ func newGeneration(ctx context.Context, cfg *config.Config, m *metrics.Metrics) 
 	}
 	g := &generation{
 		cfg:     cfg,
+		runtime: rt,
 		metrics: m,
 		region:  func(ctx context.Context) (string, error) { return ecr.NodeRegion(ctx, nil) },
 	}
@@ -131,7 +133,7 @@ func (g *generation) closeClient() {
 func (g *generation) runImages(ctx context.Context) {
 	var plan *Plan
 	err := backoff.Retry(ctx, backoff.Policy{Initial: time.Second, Max: time.Minute, Jitter: 0.2}, func(ctx context.Context) (err error) {
-		plan, err = Resolve(ctx, g.cfg, g.region)
+		plan, err = Resolve(ctx, g.cfg, g.runtime, g.region)
 		return err
 	}, func(err error, next time.Duration) {
 		g.images.Store(&imagesState{err: err})
@@ -204,14 +206,22 @@ func (g *generation) runBridge(ctx context.Context, st *imagesState) {
 	st.bridge.Run(ctx)
 }
 
-// inspect resolves the plan and looks at the images once without repairing anything, then
-// runs every check (the `check` command).
+// inspect asks containerd its version, resolves the plan and looks at the images once without
+// repairing anything, then runs every check (the `check` command). An unreachable containerd
+// is one line within about a second, and the configuration is then read as its files say.
 func (g *generation) inspect(ctx context.Context) Status {
 	if g.imagesConfigured() {
-		plan, err := Resolve(ctx, g.cfg, g.region)
-		if err != nil {
+		rt, unreachable := askRuntime(ctx, g.cfg)
+		if unreachable == nil {
+			g.runtime = rt
+		}
+		plan, err := Resolve(ctx, g.cfg, g.runtime, g.region)
+		switch {
+		case err != nil:
 			g.images.Store(&imagesState{err: err})
-		} else {
+		case unreachable != nil:
+			g.images.Store(&imagesState{plan: plan, err: unreachable})
+		default:
 			st := g.workersFor(ctx, plan)
 			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			st.keeper.InspectAll(ictx)
@@ -224,9 +234,28 @@ func (g *generation) inspect(ctx context.Context) Status {
 	return g.status()
 }
 
+// askRuntime asks containerd its version (`check` and `ensure` have no NRI connection to tell
+// them), for at most a second.
+func askRuntime(ctx context.Context, cfg *config.Config) (Runtime, error) {
+	probe := containerd.New(containerd.Options{Address: cfg.Containerd.Address, Namespace: cfg.Containerd.Namespace})
+	defer func() { _ = probe.Close() }()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	v, err := probe.Version(ctx)
+	if err != nil {
+		return Runtime{}, err
+	}
+	return Runtime{Name: "containerd", Version: v}, nil
+}
+
 // ensure makes every configured image present and pinned once (the `ensure` command).
 func (g *generation) ensure(ctx context.Context) ([]keeper.Status, error) {
-	plan, err := Resolve(ctx, g.cfg, g.region)
+	rt, err := askRuntime(ctx, g.cfg)
+	if err != nil {
+		return nil, err
+	}
+	g.runtime = rt
+	plan, err := Resolve(ctx, g.cfg, g.runtime, g.region)
 	if err != nil {
 		return nil, err
 	}

@@ -39,8 +39,8 @@ type BridgePlan struct {
 // Resolve reads containerd's configuration and resolves the plan of cfg. It reads files and
 // may ask the instance metadata service for the region, so it never runs in the hook or in
 // Configure.
-func Resolve(ctx context.Context, cfg *config.Config, region keeper.RegionFunc) (*Plan, error) {
-	info, err := readContainerdConfig(cfg)
+func Resolve(ctx context.Context, cfg *config.Config, rt Runtime, region keeper.RegionFunc) (*Plan, error) {
+	info, err := readContainerdConfig(cfg, rt)
 	if err != nil {
 		return nil, err
 	}
@@ -49,17 +49,21 @@ func Resolve(ctx context.Context, cfg *config.Config, region keeper.RegionFunc) 
 		return nil, err
 	}
 	p := &Plan{Containerd: info, Targets: res.Targets, HostsDirs: hostsDirs(cfg, info), Notes: res.Notes}
+	if info != nil {
+		p.Notes = append(p.Notes, info.Notes...)
+	}
 	p.Bridge = planBridge(cfg, info, p.HostsDirs, res.Targets)
 	return p, nil
 }
 
-// readContainerdConfig reads containerd's configuration; a missing file is not an error
-// (sandboxImage: auto then says what it needs).
-func readContainerdConfig(cfg *config.Config) (*containerdconfig.Info, error) {
+// readContainerdConfig reads containerd's configuration the way the running containerd reads it
+// (its version decides how; unknown, the files' version lines do and Info says what was
+// assumed); a missing file is not an error (sandboxImage: auto then says what it needs).
+func readContainerdConfig(cfg *config.Config, rt Runtime) (*containerdconfig.Info, error) {
 	if cfg.Containerd.ConfigFile == "" {
 		return nil, nil
 	}
-	info, err := containerdconfig.Load(cfg.Containerd.ConfigFile)
+	info, err := containerdconfig.LoadWithOptions(cfg.Containerd.ConfigFile, containerdconfig.Options{RuntimeVersion: rt.Version})
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

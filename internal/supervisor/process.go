@@ -34,16 +34,24 @@ type External struct {
 
 // RunExternal runs cfg as an external NRI plugin until ctx ends, reconnecting after containerd
 // restarts. The logger travels in ctx. An error from cfg (e.g. a pod selector that does not
-// compile) is returned before anything runs.
+// compile) is returned before anything runs. The workers start at the first connection, when
+// NRI names the containerd whose configuration they read, and again only if a reconnect finds
+// another containerd version; the metrics and health server starts at once.
 func RunExternal(ctx context.Context, cfg *config.Config, o External) error {
-	s := New(o.Version)
-	p := nriplugin.New(ctx, nriplugin.Options{SocketPath: o.Socket, Name: PluginName, Idx: PluginIdx,
-		OnConnection: s.NRIConnected, StandBy: standBy(o.YieldTo)})
-	s.SetNRI(p)
-	p.SetAdmitter(s)
-	if err := s.Apply(ctx, cfg); err != nil {
+	if _, err := newGeneration(ctx, cfg, Runtime{}, nil); err != nil {
 		return err
 	}
+	s := New(o.Version)
+	p := nriplugin.New(ctx, nriplugin.Options{SocketPath: o.Socket, Name: PluginName, Idx: PluginIdx,
+		OnConnection: s.NRIConnected, StandBy: standBy(o.YieldTo),
+		Configure: func(_ context.Context, _, runtime, version string) {
+			if err := s.Connected(ctx, cfg, Runtime{Name: runtime, Version: version}); err != nil {
+				log.G(ctx).WithError(err).Error("cannot start: gate off, every pod is admitted")
+			}
+		}})
+	s.SetNRI(p)
+	p.SetAdmitter(s)
+	s.Serve(ctx, cfg)
 	defer s.Stop()
 	log.G(ctx).WithField("config", o.ConfigFile).Info("sandbox-guard " + o.Version + " starting as an external plugin: " + Describe(cfg))
 	if err := p.Run(ctx); err != nil {
@@ -79,7 +87,9 @@ func RunPreRegistered(ctx context.Context, version string) error {
 	ctx = log.WithLogger(ctx, logrus.NewEntry(pr.log))
 	p := nriplugin.New(ctx, nriplugin.Options{PreRegistered: true, OnConnection: pr.s.NRIConnected,
 		// The workers outlive the Configure request: they run under the process's context.
-		Configure: func(_ context.Context, text string) { pr.configure(ctx, text) }})
+		Configure: func(_ context.Context, text, runtime, version string) {
+			pr.configure(ctx, text, Runtime{Name: runtime, Version: version})
+		}})
 	pr.s.SetNRI(p)
 	p.SetAdmitter(pr.s)
 	err := p.Run(ctx)
@@ -105,7 +115,7 @@ type preRegistered struct {
 
 // configure parses text, points the log at its file (once) and applies it; an invalid text turns
 // the gate off, logged where the operator looks.
-func (pr *preRegistered) configure(ctx context.Context, text string) {
+func (pr *preRegistered) configure(ctx context.Context, text string, rt Runtime) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	cfg, cfgErr := config.Parse([]byte(text), pr.source)
@@ -127,11 +137,11 @@ func (pr *preRegistered) configure(ctx context.Context, text string) {
 		log.G(ctx).WithError(cfgErr).Error("invalid configuration: gate off, every pod is admitted until it is fixed and containerd restarts the plugin")
 		return
 	}
-	if err := pr.s.Apply(ctx, cfg); err != nil {
+	if err := pr.s.Apply(ctx, cfg, rt); err != nil {
 		log.G(ctx).WithError(err).Error("cannot start: gate off, every pod is admitted")
 		return
 	}
-	log.G(ctx).Info("sandbox-guard " + pr.version + " started by containerd: " + Describe(cfg))
+	log.G(ctx).Info("sandbox-guard " + pr.version + " started by " + rt.String() + ": " + Describe(cfg))
 }
 
 func (pr *preRegistered) closeLog() {

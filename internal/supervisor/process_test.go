@@ -47,7 +47,7 @@ func TestPreRegisteredBadConfigTurnsGateOffLoudly(t *testing.T) {
 	pr, ctx := newPreRegistered(t)
 	logFile := filepath.Join(t.TempDir(), "sg.log")
 	pr.log.Info("logged before the configuration")
-	pr.configure(ctx, "log: {file: "+logFile+"}\nmode: sometimes\n")
+	pr.configure(ctx, "log: {file: "+logFile+"}\nmode: sometimes\n", Runtime{Name: "containerd", Version: "v2.2.9"})
 	if pr.s.gen.Load() != nil {
 		t.Error("an invalid configuration left the gate on")
 	}
@@ -74,7 +74,7 @@ func TestPreRegisteredConfigureAndReconfigure(t *testing.T) {
 			"containerd: {configFile: " + filepath.Join(dir, "absent.toml") + "}\n" +
 			"checks:\n- name: marker\n  file: {path: " + marker + "}\n"
 	}
-	pr.configure(ctx, text("enforce"))
+	pr.configure(ctx, text("enforce"), Runtime{Name: "containerd", Version: "v2.2.9"})
 	if pr.s.gen.Load() == nil || pr.s.srv == nil {
 		t.Fatal("a valid configuration did not start the workers and the metrics server")
 	}
@@ -94,7 +94,7 @@ func TestPreRegisteredConfigureAndReconfigure(t *testing.T) {
 		}
 	}
 	srv := pr.s.srv
-	pr.configure(ctx, text("warn"))
+	pr.configure(ctx, text("warn"), Runtime{Name: "containerd", Version: "v2.2.9"})
 	if err := pr.s.Admit(ctx, podNet()); err != nil {
 		t.Errorf("warn mode after reconfiguration: Admit = %v", err)
 	}
@@ -104,7 +104,7 @@ func TestPreRegisteredConfigureAndReconfigure(t *testing.T) {
 	waitFor(t, "warn-mode pods in the same metrics", func() bool {
 		return strings.Contains(scrape(), `sandbox_guard_pods_total{verdict="would-reject"} 1`)
 	})
-	if got := readFile(t, logFile); !strings.Contains(got, "started by containerd: mode warn") {
+	if got := readFile(t, logFile); !strings.Contains(got, "started by containerd v2.2.9: mode warn") {
 		t.Errorf("log lacks the reconfiguration:\n%s", got)
 	}
 }

@@ -18,8 +18,10 @@ import (
 type Status struct {
 	// Checks is the latest snapshot the hook decides from; nil before the first refresh.
 	Checks *snapshot.Snapshot
-	// ImagesConfigured is false when there is no image to keep (no images row).
+	// ImagesConfigured is false when there is no image to keep (no containerd or images row).
 	ImagesConfigured bool
+	// Runtime is the containerd the configuration was read for; zero when unknown.
+	Runtime Runtime
 	// ImagesErr is why the image keeper cannot start (retried with back-off); nil once started.
 	ImagesErr error
 	Plan      *Plan            // nil until resolved
@@ -56,7 +58,7 @@ func (s Status) Rows() []Row {
 		}
 	}
 	if s.ImagesConfigured {
-		rows = append(rows, s.imagesRow())
+		rows = append(rows, s.containerdRow(), s.imagesRow())
 		if s.Bridge != nil {
 			rows = append(rows, s.bridgeRow())
 		}
@@ -69,6 +71,30 @@ func (s Status) now() time.Time {
 		return s.Now()
 	}
 	return time.Now()
+}
+
+// containerdRow says which containerd the configuration was read for, and how it was read.
+func (s Status) containerdRow() Row {
+	row := Row{Result: snapshot.Result{Name: "containerd", Kind: "runtime", Checked: s.now()}, Informational: true}
+	version := s.Runtime.String()
+	if version == "" {
+		version = "version unknown"
+	}
+	switch {
+	case s.Plan == nil:
+		row.Detail = version + "; configuration not read yet"
+	case s.Plan.Containerd == nil:
+		row.OK, row.Detail = s.Runtime.Version != "", version+"; no configuration file (containerd's defaults)"
+	default:
+		info := s.Plan.Containerd
+		how := "read as " + info.Line.String() + " (" + info.LineSource + ")"
+		if info.LineAssumed {
+			how = "read as " + info.Line.String() + ", assumed from " + info.LineSource
+		}
+		row.OK = !info.LineAssumed
+		row.Detail = fmt.Sprintf("%s; configuration %s: %s", version, how, strings.Join(info.Files, ", "))
+	}
+	return row
 }
 
 func (s Status) imagesRow() Row {
@@ -152,7 +178,7 @@ func (s Status) bridgeRow() Row {
 
 // status assembles the generation's Status from what its workers published.
 func (g *generation) status() Status {
-	s := Status{Checks: g.store.Load(), ImagesConfigured: g.imagesConfigured()}
+	s := Status{Checks: g.store.Load(), ImagesConfigured: g.imagesConfigured(), Runtime: g.runtime}
 	if g.cfg.ECR.CredentialBridge {
 		s.Bridge = &BridgeStatus{}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/bridge"
+	"github.com/sandbox-guard/sandbox-guard/internal/containerdconfig"
 	"github.com/sandbox-guard/sandbox-guard/internal/keeper"
 	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
 )
@@ -63,7 +64,12 @@ func TestStatusRows(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.st.Now = clock
-			rows := tt.st.Rows()
+			var rows []Row
+			for _, r := range tt.st.Rows() {
+				if r.Name != "containerd" { // TestContainerdRow
+					rows = append(rows, r)
+				}
+			}
 			var names []string
 			var oks []bool
 			for _, r := range rows {
@@ -95,5 +101,51 @@ func TestReadyIgnoresInformationalRows(t *testing.T) {
 	}
 	if (Status{}).Ready() {
 		t.Error("no snapshot yet is ready")
+	}
+}
+
+func TestContainerdRow(t *testing.T) {
+	info := func(assumed bool) *containerdconfig.Info {
+		i := &containerdconfig.Info{Line: containerdconfig.Line23, LineSource: "containerd v2.3.7", Files: []string{"/etc/containerd/config.toml", "/etc/containerd/config.d/nri.toml"}}
+		if assumed {
+			i.LineAssumed, i.LineSource = true, "the highest file version, 4"
+		}
+		return i
+	}
+	rt := Runtime{Name: "containerd", Version: "v2.3.7"}
+	tests := []struct {
+		name   string
+		st     Status
+		ok     bool
+		detail string
+	}{
+		{"images off: no row", Status{}, false, ""},
+		{"not read yet", Status{ImagesConfigured: true, Runtime: rt}, false, "containerd v2.3.7; configuration not read yet"},
+		{"read for the running containerd", Status{ImagesConfigured: true, Runtime: rt, Plan: &Plan{Containerd: info(false)}}, true,
+			"containerd v2.3.7; configuration read as 2.3 (containerd v2.3.7): /etc/containerd/config.toml, /etc/containerd/config.d/nri.toml"},
+		{"containerd unknown, line assumed", Status{ImagesConfigured: true, Plan: &Plan{Containerd: info(true)}}, false,
+			"version unknown; configuration read as 2.3, assumed from the highest file version, 4: /etc/containerd/config.toml, /etc/containerd/config.d/nri.toml"},
+		{"no file", Status{ImagesConfigured: true, Runtime: rt, Plan: &Plan{}}, true, "containerd v2.3.7; no configuration file (containerd's defaults)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var row *Row
+			for _, r := range tt.st.Rows() {
+				if r.Name == "containerd" {
+					row = &r
+				}
+			}
+			switch {
+			case tt.detail == "" && row != nil:
+				t.Fatalf("unexpected containerd row %+v", row)
+			case tt.detail == "":
+				return
+			case row == nil:
+				t.Fatal("no containerd row")
+			}
+			if row.OK != tt.ok || row.Detail != tt.detail || !row.Informational || row.Kind != "runtime" {
+				t.Errorf("row = %+v\nwant OK %v, detail %q", row, tt.ok, tt.detail)
+			}
+		})
 	}
 }

@@ -25,6 +25,13 @@ import (
 // ErrConfig marks a configuration that cannot be built (exit code 2 for the commands).
 var ErrConfig = errors.New("configuration")
 
+// Runtime is the container runtime as NRI's Configure (or, for the commands, containerd's
+// version API) names it; its version decides how containerd's configuration is read.
+type Runtime struct{ Name, Version string }
+
+// String is "containerd v2.3.7", or "" when unknown.
+func (r Runtime) String() string { return strings.TrimSpace(r.Name + " " + r.Version) }
+
 // NRI is what the supervisor reads of the NRI connection (for /readyz and the metrics).
 type NRI interface {
 	Connected() bool
@@ -55,14 +62,34 @@ func (s *Supervisor) SetNRI(n NRI) { s.nri.Store(&nriBox{n}) }
 // NRIConnected hears when the NRI plugin connects to or loses containerd.
 func (s *Supervisor) NRIConnected(connected bool) { s.m.Load().SetNRIConnected(connected) }
 
-// Apply replaces the running configuration with cfg. The new generation's workers run until the
-// next Apply, Off or Stop, or until ctx ends, so ctx must be the process's, not a request's.
-// An error (a configuration that cannot be built) leaves the gate off.
-func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config) error {
+// Apply replaces the running configuration with cfg, for the runtime rt. The new generation's
+// workers run until the next Apply, Off or Stop, or until ctx ends, so ctx must be the
+// process's, not a request's. An error (a configuration that cannot be built) leaves the gate
+// off.
+func (s *Supervisor) Apply(ctx context.Context, cfg *config.Config, rt Runtime) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.applyLocked(ctx, cfg, rt)
+}
+
+// Connected applies cfg when nothing runs yet or containerd came back as another version
+// (upgraded while the external plugin waited); a reconnect to the same containerd keeps the
+// running generation and its warm snapshot.
+func (s *Supervisor) Connected(ctx context.Context, cfg *config.Config, rt Runtime) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g := s.gen.Load(); g != nil && g.cfg == cfg && g.runtime == rt {
+		return nil
+	}
+	if g := s.gen.Load(); g != nil {
+		log.G(ctx).WithFields(map[string]any{"was": g.runtime.String(), "now": rt.String()}).Info("container runtime changed: re-reading its configuration")
+	}
+	return s.applyLocked(ctx, cfg, rt)
+}
+
+func (s *Supervisor) applyLocked(ctx context.Context, cfg *config.Config, rt Runtime) error {
 	s.startMetrics(ctx, cfg)
-	g, err := newGeneration(ctx, cfg, s.m.Load())
+	g, err := newGeneration(ctx, cfg, rt, s.m.Load())
 	if err != nil {
 		s.stopLocked()
 		return err
@@ -133,7 +160,7 @@ func (s *Supervisor) ContainerdReachable(ctx context.Context) error {
 // Check runs every check of cfg once and inspects its images without repairing them (the
 // `check` command).
 func Check(ctx context.Context, cfg *config.Config) (Status, error) {
-	g, err := newGeneration(ctx, cfg, nil)
+	g, err := newGeneration(ctx, cfg, Runtime{}, nil)
 	if err != nil {
 		return Status{}, err
 	}
@@ -142,7 +169,7 @@ func Check(ctx context.Context, cfg *config.Config) (Status, error) {
 
 // Ensure makes every image of cfg present and pinned once (the `ensure` command).
 func Ensure(ctx context.Context, cfg *config.Config) ([]keeper.Status, error) {
-	g, err := newGeneration(ctx, cfg, nil)
+	g, err := newGeneration(ctx, cfg, Runtime{}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -156,6 +183,14 @@ func Describe(cfg *config.Config) string {
 		names = append(names, c.Name)
 	}
 	return fmt.Sprintf("mode %s, preset %s, checks [%s]", cfg.Mode, cfg.Preset, strings.Join(names, ", "))
+}
+
+// Serve starts the metrics and health server of cfg now, before any configuration runs (the
+// external plugin's liveness probe must answer while it waits for containerd).
+func (s *Supervisor) Serve(ctx context.Context, cfg *config.Config) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.startMetrics(ctx, cfg)
 }
 
 // startMetrics creates the metrics and starts their server on the first configuration that has

@@ -21,7 +21,11 @@ import (
 func TestMain(m *testing.M) {
 	// lumberjack's compression goroutine outlives Close (a known lumberjack limitation): one per
 	// log file, not per configuration.
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("gopkg.in/natefinch/lumberjack%2ev2.(*Logger).millRun"))
+	// containerd's dialer keeps retrying an absent socket until its own timeout, after Close
+	// (`check` against a containerd that is not there).
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("gopkg.in/natefinch/lumberjack%2ev2.(*Logger).millRun"),
+		goleak.IgnoreTopFunction("github.com/containerd/containerd/v2/pkg/dialer.timeoutDialer"),
+		goleak.IgnoreTopFunction("github.com/containerd/containerd/v2/pkg/dialer.timeoutDialer.func1"))
 }
 
 const hint = "the network agent writes it when ready"
@@ -80,7 +84,7 @@ func TestApplyGatesAndKicks(t *testing.T) {
 			ctx, _ := testContext(t)
 			marker := filepath.Join(t.TempDir(), "ready")
 			s := New("test")
-			if err := s.Apply(ctx, testConfig(t, marker, func(c *config.Config) { c.Mode = mode })); err != nil {
+			if err := s.Apply(ctx, testConfig(t, marker, func(c *config.Config) { c.Mode = mode }), Runtime{}); err != nil {
 				t.Fatal(err)
 			}
 			defer s.Stop()
@@ -116,7 +120,7 @@ func TestAdmittedPodsDoNotKick(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := New("test")
-	if err := s.Apply(ctx, testConfig(t, marker, nil)); err != nil {
+	if err := s.Apply(ctx, testConfig(t, marker, nil), Runtime{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the first refresh", func() bool { return s.Status().Checks != nil })
@@ -146,7 +150,7 @@ func TestApplyReplacesGeneration(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "ready")
 	s := New("test")
 	defer s.Stop()
-	if err := s.Apply(ctx, testConfig(t, marker, nil)); err != nil {
+	if err := s.Apply(ctx, testConfig(t, marker, nil), Runtime{}); err != nil {
 		t.Fatal(err)
 	}
 	old := s.gen.Load()
@@ -154,7 +158,7 @@ func TestApplyReplacesGeneration(t *testing.T) {
 	if err := s.Admit(ctx, podNet()); err == nil {
 		t.Fatal("enforce admitted a pod without the marker")
 	}
-	if err := s.Apply(ctx, testConfig(t, marker, func(c *config.Config) { c.Mode = config.ModeOff })); err != nil {
+	if err := s.Apply(ctx, testConfig(t, marker, func(c *config.Config) { c.Mode = config.ModeOff }), Runtime{}); err != nil {
 		t.Fatal(err)
 	}
 	if s.gen.Load() == old {
@@ -183,13 +187,13 @@ func TestApplyBadConfigTurnsGateOff(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "ready")
 	s := New("test")
 	defer s.Stop()
-	if err := s.Apply(ctx, testConfig(t, marker, nil)); err != nil {
+	if err := s.Apply(ctx, testConfig(t, marker, nil), Runtime{}); err != nil {
 		t.Fatal(err)
 	}
 	bad := testConfig(t, marker, func(c *config.Config) {
 		c.Exempt.PodSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Like"}}}
 	})
-	err := s.Apply(ctx, bad)
+	err := s.Apply(ctx, bad, Runtime{})
 	if !errors.Is(err, ErrConfig) {
 		t.Fatalf("Apply(invalid podSelector) = %v, want ErrConfig", err)
 	}
@@ -205,7 +209,7 @@ func TestStopWhenContextEnds(t *testing.T) {
 	ctx, _ := testContext(t)
 	ctx, cancel := context.WithCancel(ctx)
 	s := New("test")
-	if err := s.Apply(ctx, testConfig(t, "/nonexistent/marker", nil)); err != nil {
+	if err := s.Apply(ctx, testConfig(t, "/nonexistent/marker", nil), Runtime{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the first refresh", func() bool { return s.Status().Checks != nil })
@@ -250,9 +254,12 @@ func TestCheckShowsWhyTheKeeperCannotStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows := st.Rows()
-	if len(rows) != 2 || rows[1].Name != "images" || !rows[1].Informational || rows[1].OK ||
-		!strings.Contains(rows[1].Detail, "image keeper cannot start: sandboxImage: auto needs containerd's configuration") {
+	if len(rows) != 3 || rows[2].Name != "images" || !rows[2].Informational || rows[2].OK ||
+		!strings.Contains(rows[2].Detail, "image keeper cannot start: sandboxImage: auto needs containerd's configuration") {
 		t.Errorf("rows = %+v", rows)
+	}
+	if rows[1].Name != "containerd" || rows[1].Detail != "version unknown; configuration not read yet" {
+		t.Errorf("containerd row = %+v", rows[1])
 	}
 	if !st.Ready() {
 		t.Error("an informational row gated readiness")
@@ -263,5 +270,33 @@ func TestDescribe(t *testing.T) {
 	cfg := testConfig(t, "/run/x", func(c *config.Config) { c.Mode = config.ModeWarn })
 	if got, want := Describe(cfg), "mode warn, preset none, checks [marker]"; got != want {
 		t.Errorf("Describe() = %q, want %q", got, want)
+	}
+}
+
+// The external plugin applies its configuration when containerd first answers, keeps it over a
+// reconnect to the same containerd (a warm snapshot), and re-reads containerd's configuration
+// when a reconnect finds another containerd version.
+func TestConnectedAppliesPerRuntime(t *testing.T) {
+	ctx, _ := testContext(t)
+	cfg := testConfig(t, filepath.Join(t.TempDir(), "ready"), nil)
+	s := New("test")
+	defer s.Stop()
+	v22 := Runtime{Name: "containerd", Version: "v2.2.9"}
+	if err := s.Connected(ctx, cfg, v22); err != nil {
+		t.Fatal(err)
+	}
+	first := s.gen.Load()
+	if first == nil || first.runtime != v22 {
+		t.Fatalf("first connection: generation %+v", first)
+	}
+	if err := s.Connected(ctx, cfg, v22); err != nil || s.gen.Load() != first {
+		t.Errorf("reconnect to the same containerd replaced the generation (err %v)", err)
+	}
+	v23 := Runtime{Name: "containerd", Version: "v2.3.7"}
+	if err := s.Connected(ctx, cfg, v23); err != nil {
+		t.Fatal(err)
+	}
+	if g := s.gen.Load(); g == first || g.runtime != v23 || s.Status().Runtime != v23 {
+		t.Errorf("an upgraded containerd kept the old generation")
 	}
 }

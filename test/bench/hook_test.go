@@ -74,7 +74,7 @@ checks:
 	log.SetLevel(level)
 	ctx, cancel := context.WithCancel(clog.WithLogger(context.Background(), logrus.NewEntry(log)))
 	s := supervisor.New("bench")
-	if err := s.Apply(ctx, cfg); err != nil {
+	if err := s.Apply(ctx, cfg, supervisor.Runtime{}); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { cancel(); s.Stop() })
