@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/containerd/log"
@@ -132,6 +133,13 @@ func (pr *preRegistered) configure(ctx context.Context, text string, rt Runtime)
 		}
 	}
 	logging.Apply(pr.log, logCfg)
+	if cfgErr == nil && strings.TrimSpace(text) == "" {
+		// No configuration file: the shipped file says warn, so must its absence; enforcing
+		// defaults nobody chose could refuse every pod on a node whose checks do not fit.
+		cfg.Mode = config.ModeWarn
+		log.G(ctx).Warn("no configuration from containerd (no " + pr.source + "): running the defaults in warn mode, " +
+			"nothing is refused; install the configuration file and restart containerd to enforce")
+	}
 	if cfgErr != nil {
 		pr.s.Off()
 		log.G(ctx).WithError(cfgErr).Error("invalid configuration: gate off, every pod is admitted until it is fixed and containerd restarts the plugin")

@@ -12,7 +12,9 @@ import (
 	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
 
+	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/logging"
+	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
 // newPreRegistered is what RunPreRegistered builds, without an NRI connection.
@@ -106,5 +108,27 @@ func TestPreRegisteredConfigureAndReconfigure(t *testing.T) {
 	})
 	if got := readFile(t, logFile); !strings.Contains(got, "started by containerd v2.2.9: mode warn") {
 		t.Errorf("log lacks the reconfiguration:\n%s", got)
+	}
+}
+
+// containerd hands an empty configuration when the plugin's .conf file is missing: the defaults
+// run in warn mode (like the shipped file), said loudly, never enforcing what nobody chose.
+func TestPreRegisteredWithoutConfigWarns(t *testing.T) {
+	pr, ctx := newPreRegistered(t)
+	l, hook := testutil.CaptureLogger()
+	pr.log = l
+	ctx = log.WithLogger(ctx, logrus.NewEntry(l))
+	pr.logFile = io.NopCloser(nil) // as if the log file were open: the default one is the node's
+	pr.configure(ctx, "", Runtime{Name: "containerd", Version: "v2.2.9"})
+	g := pr.s.gen.Load()
+	if g == nil || g.cfg.Mode != config.ModeWarn {
+		t.Fatalf("empty configuration: generation %+v, want the defaults in warn mode", g)
+	}
+	var warned bool
+	for _, e := range hook.AllEntries() {
+		warned = warned || (e.Level == logrus.WarnLevel && strings.Contains(e.Message, "no configuration from containerd"))
+	}
+	if !warned {
+		t.Error("no warning that the configuration is missing")
 	}
 }
