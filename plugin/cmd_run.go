@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/containerd/log"
 	"github.com/containerd/nri/pkg/api"
@@ -32,8 +33,12 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sandbox-guard:", err)
 		return exitBadInput
 	}
-	ctx = log.WithLogger(ctx, logrus.NewEntry(logging.New(cfg.Log, stderr)))
-	err = supervisor.RunExternal(ctx, cfg, supervisor.External{Version: version, ConfigFile: *cfgFile, Socket: *socket, YieldTo: *yield})
+	// The hook logs under NRI's node-wide lock: a stalled stderr pipe must not hold it.
+	out := logging.NewAsync(stderr, 4096)
+	defer out.Close(2 * time.Second)
+	ctx = log.WithLogger(ctx, logrus.NewEntry(logging.New(cfg.Log, out)))
+	err = supervisor.RunExternal(ctx, cfg, supervisor.External{Version: version, ConfigFile: *cfgFile, Socket: *socket,
+		YieldTo: *yield, LogDrops: out.Dropped})
 	switch {
 	case errors.Is(err, supervisor.ErrConfig):
 		log.G(ctx).WithError(err).Error("cannot start")

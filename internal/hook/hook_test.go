@@ -13,6 +13,7 @@ import (
 
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/gate"
+	"github.com/sandbox-guard/sandbox-guard/internal/logging"
 	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
 )
 
@@ -185,4 +186,39 @@ func TestNilKickAndObserver(t *testing.T) {
 	if err := h.Admit(context.Background(), podNet()); err == nil {
 		t.Error("admitted before the first check")
 	}
+}
+
+// blocked never returns from Write: a full stderr pipe, a hung /var/log.
+type blocked struct{ release chan struct{} }
+
+func (b blocked) Write(p []byte) (int, error) {
+	<-b.release
+	return len(p), nil
+}
+
+// The hook runs under NRI's node-wide lock: with its log output stalled for good, rejections
+// still return (the lines are dropped and counted by logging.Async, as the plugin wires it).
+func TestAdmitNeverWaitsForAStalledLog(t *testing.T) {
+	h, _, _, _ := newHook(t, snap(false), nil)
+	w := blocked{release: make(chan struct{})}
+	out := logging.NewAsync(w, 8)
+	h.log.Logger.SetOutput(out)
+	h.log.Logger.ReplaceHooks(logrus.LevelHooks{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 500 {
+			_ = h.Admit(context.Background(), podNet())
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Admit blocked on a stalled log output")
+	}
+	if out.Dropped() == 0 {
+		t.Error("no line dropped although the output never took one")
+	}
+	close(w.release)
+	out.Close(10 * time.Second)
 }

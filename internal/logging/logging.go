@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"io"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"gopkg.in/natefinch/lumberjack.v2"
@@ -69,4 +71,66 @@ func (d *Deferred) SetOutput(w io.Writer) error {
 	_, err := w.Write(d.buf.Bytes())
 	d.buf.Reset()
 	return err
+}
+
+// Async hands writes to w on its own goroutine, so that a writer that stalls (a full stderr
+// pipe, a hung file system) never blocks the caller: the RunPodSandbox hook logs under NRI's
+// node-wide lock and must answer within 2 s. When lines queue up faster than w takes them, the
+// newest are dropped and counted.
+type Async struct {
+	w       io.Writer
+	queue   chan []byte
+	dropped atomic.Uint64
+	done    chan struct{}
+
+	mu     sync.RWMutex // held for reading while sending, so Close never closes under a sender
+	closed bool
+}
+
+// NewAsync starts writing to w, queueing at most lines writes.
+func NewAsync(w io.Writer, lines int) *Async {
+	a := &Async{w: w, queue: make(chan []byte, lines), done: make(chan struct{})}
+	go a.run()
+	return a
+}
+
+func (a *Async) run() {
+	defer close(a.done)
+	for p := range a.queue {
+		_, _ = a.w.Write(p) // nowhere to report a failing log writer but the log itself
+	}
+}
+
+// Write queues a copy of p, or drops it when the queue is full. It never blocks and never fails.
+func (a *Async) Write(p []byte) (int, error) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.closed {
+		a.dropped.Add(1)
+		return len(p), nil
+	}
+	select {
+	case a.queue <- bytes.Clone(p):
+	default:
+		a.dropped.Add(1)
+	}
+	return len(p), nil
+}
+
+// Dropped counts the writes dropped so far.
+func (a *Async) Dropped() uint64 { return a.dropped.Load() }
+
+// Close stops taking writes and waits up to wait for the queue to drain into w (a stalled w is
+// abandoned, not waited for). Writes after Close are dropped.
+func (a *Async) Close(wait time.Duration) {
+	a.mu.Lock()
+	if !a.closed {
+		a.closed = true
+		close(a.queue)
+	}
+	a.mu.Unlock()
+	select {
+	case <-a.done:
+	case <-time.After(wait):
+	}
 }

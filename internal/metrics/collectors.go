@@ -105,6 +105,7 @@ func (c *imagesCollector) Collect(ch chan<- prometheus.Metric) {
 type scrapeCollector struct {
 	m                                             *Metrics
 	ecrFetches, ecrErrors, nriConnects, buildInfo *prometheus.Desc
+	logDrops                                      *prometheus.Desc
 }
 
 func newScrapeCollector(m *Metrics) *scrapeCollector {
@@ -114,6 +115,7 @@ func newScrapeCollector(m *Metrics) *scrapeCollector {
 		ecrErrors:   prometheus.NewDesc(name("ecr_token_errors_total"), helpECRErrors, nil, nil),
 		nriConnects: prometheus.NewDesc(name("nri_connects_total"), helpNRIConnects, nil, nil),
 		buildInfo:   prometheus.NewDesc(name("build_info"), helpBuildInfo, []string{"version"}, nil),
+		logDrops:    prometheus.NewDesc(name("log_lines_dropped_total"), helpLogDrops, nil, nil),
 	}
 }
 
@@ -122,6 +124,7 @@ func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.ecrErrors
 	ch <- c.nriConnects
 	ch <- c.buildInfo
+	ch <- c.logDrops
 }
 
 func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -132,6 +135,9 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if f := c.m.nriConnects.Load(); f != nil {
 		send(ch, c.nriConnects, prometheus.CounterValue, float64((*f)()))
+	}
+	if f := c.m.logDrops.Load(); f != nil {
+		send(ch, c.logDrops, prometheus.CounterValue, float64((*f)()))
 	}
 	if v := c.m.version.Load(); v != nil {
 		send(ch, c.buildInfo, prometheus.GaugeValue, 1, *v)

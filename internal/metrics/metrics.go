@@ -110,6 +110,7 @@ type Metrics struct {
 	// read at scrape time
 	ecrStats    atomic.Pointer[func() (fetches, errors uint64)]
 	nriConnects atomic.Pointer[func() int64]
+	logDrops    atomic.Pointer[func() uint64]
 	version     atomic.Pointer[string]
 }
 
@@ -133,6 +134,7 @@ const (
 	helpNRIConnects  = "Successful NRI registrations with containerd (reconnects are this minus 1)."
 	helpBridge       = "Registry credentials written for containerd by the credential bridge, by host and outcome."
 	helpBuildInfo    = "Always 1; the version label names the running build."
+	helpLogDrops     = "Log lines dropped because the log output did not keep up (a stalled stderr pipe or log file); the hook never waits for it."
 )
 
 func name(n string) string { return namespace + "_" + n }
@@ -293,6 +295,19 @@ func (m *Metrics) WatchECR(stats func() (fetches, errors uint64)) {
 		return
 	}
 	m.ecrStats.Store(&stats)
+}
+
+// WatchLogDrops makes every scrape read sandbox_guard_log_lines_dropped_total from f (e.g.
+// logging.Async.Dropped). nil removes the metric.
+func (m *Metrics) WatchLogDrops(f func() uint64) {
+	if m == nil {
+		return
+	}
+	if f == nil {
+		m.logDrops.Store(nil)
+		return
+	}
+	m.logDrops.Store(&f)
 }
 
 // SetNRIConnected sets sandbox_guard_nri_connected.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/log"
 	"github.com/containerd/nri/pkg/api"
@@ -17,6 +18,10 @@ import (
 	"github.com/sandbox-guard/sandbox-guard/internal/nriplugin"
 )
 
+// asyncLogLines bounds the log lines queued for a slow log output; beyond it they are dropped
+// and counted.
+const asyncLogLines = 4096
+
 // Plugin identity of an external plugin (a pre-registered one gets it from containerd).
 const (
 	PluginName = "sandbox-guard"
@@ -26,8 +31,9 @@ const (
 // External configures the external plugin (e.g. a DaemonSet).
 type External struct {
 	Version    string
-	ConfigFile string // for the start-up log
-	Socket     string // containerd's NRI socket
+	LogDrops   func() uint64 // the log lines the stderr output dropped (a metric)
+	ConfigFile string        // for the start-up log
+	Socket     string        // containerd's NRI socket
 	// YieldTo, when set, is the path of a pre-registered sandbox-guard: while it exists the
 	// external plugin stands by, so two plugins never gate one node.
 	YieldTo string
@@ -42,7 +48,7 @@ func RunExternal(ctx context.Context, cfg *config.Config, o External) error {
 	if _, err := newGeneration(ctx, cfg, Runtime{}, nil); err != nil {
 		return err
 	}
-	s := New(o.Version)
+	s := New(o.Version, o.LogDrops)
 	p := nriplugin.New(ctx, nriplugin.Options{SocketPath: o.Socket, Name: PluginName, Idx: PluginIdx,
 		OnConnection: s.NRIConnected, StandBy: standBy(o.YieldTo),
 		Configure: func(_ context.Context, _, runtime, version string) {
@@ -82,9 +88,12 @@ func standBy(path string) func() (bool, string) {
 // off and is logged, naming the key. Logs go to the configured file (containerd discards the
 // plugin's stderr); until the configuration names it they are buffered.
 func RunPreRegistered(ctx context.Context, version string) error {
-	pr := &preRegistered{s: New(version), version: version, deferred: &logging.Deferred{}, log: logrus.New(),
+	deferred := &logging.Deferred{}
+	// The hook logs under NRI's node-wide lock: a hung log file must not hold it.
+	out := logging.NewAsync(deferred, asyncLogLines)
+	pr := &preRegistered{s: New(version, out.Dropped), version: version, deferred: deferred, log: logrus.New(),
 		source: fmt.Sprintf("%s-%s.conf (from containerd's plugin_config_path)", os.Getenv(api.PluginIdxEnvVar), os.Getenv(api.PluginNameEnvVar))}
-	pr.log.SetOutput(pr.deferred)
+	pr.log.SetOutput(out)
 	ctx = log.WithLogger(ctx, logrus.NewEntry(pr.log))
 	p := nriplugin.New(ctx, nriplugin.Options{PreRegistered: true, OnConnection: pr.s.NRIConnected,
 		// The workers outlive the Configure request: they run under the process's context.
@@ -98,6 +107,7 @@ func RunPreRegistered(ctx context.Context, version string) error {
 	if err != nil {
 		log.G(ctx).WithError(err).Error("NRI plugin failed")
 	}
+	out.Close(2 * time.Second) // before the file it writes to
 	pr.closeLog()
 	return err
 }

@@ -20,7 +20,7 @@ import (
 // newPreRegistered is what RunPreRegistered builds, without an NRI connection.
 func newPreRegistered(t *testing.T) (*preRegistered, context.Context) {
 	t.Helper()
-	pr := &preRegistered{s: New("test"), version: "test", deferred: &logging.Deferred{}, log: logrus.New(), source: "10-sandbox-guard.conf"}
+	pr := &preRegistered{s: New("test", nil), version: "test", deferred: &logging.Deferred{}, log: logrus.New(), source: "10-sandbox-guard.conf"}
 	pr.log.SetOutput(pr.deferred)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() {

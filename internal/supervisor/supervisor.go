@@ -47,13 +47,16 @@ type Supervisor struct {
 	nri atomic.Pointer[nriBox]          // set once the NRI plugin exists
 	m   atomic.Pointer[metrics.Metrics] // one per process, created by the first configuration that wants it
 	srv *metrics.Server                 // its server (guarded by mu); nil when not listening
+	// logDrops counts log lines the asynchronous log output dropped; nil: none counted.
+	logDrops func() uint64
 }
 
 type nriBox struct{ NRI }
 
-// New returns a supervisor with the gate off until Apply.
-func New(version string) *Supervisor {
-	return &Supervisor{version: version}
+// New returns a supervisor with the gate off until Apply. logDrops, when set, counts the log
+// lines dropped by a stalled log output (a metric).
+func New(version string, logDrops func() uint64) *Supervisor {
+	return &Supervisor{version: version, logDrops: logDrops}
 }
 
 // SetNRI tells the supervisor about the NRI plugin, for /readyz and the metrics.
@@ -223,6 +226,7 @@ func (s *Supervisor) startMetrics(ctx context.Context, cfg *config.Config) {
 		}
 		return 0, 0
 	})
+	m.WatchLogDrops(s.logDrops)
 	m.WatchNRIConnects(func() int64 {
 		if n := s.nri.Load(); n != nil {
 			return n.Connects()

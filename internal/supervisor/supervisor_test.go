@@ -62,7 +62,7 @@ func podNet() gate.Pod {
 var waitFor = testutil.WaitFor
 
 func TestGateOffUntilApplied(t *testing.T) {
-	s := New("test")
+	s := New("test", nil)
 	if err := s.Admit(context.Background(), podNet()); err != nil {
 		t.Errorf("Admit before any configuration = %v, want admitted (gate off)", err)
 	}
@@ -83,7 +83,7 @@ func TestApplyGatesAndKicks(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			ctx, _ := testContext(t)
 			marker := filepath.Join(t.TempDir(), "ready")
-			s := New("test")
+			s := New("test", nil)
 			if err := s.Apply(ctx, testConfig(t, marker, func(c *config.Config) { c.Mode = mode }), Runtime{}); err != nil {
 				t.Fatal(err)
 			}
@@ -119,7 +119,7 @@ func TestAdmittedPodsDoNotKick(t *testing.T) {
 	if err := os.WriteFile(marker, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := New("test")
+	s := New("test", nil)
 	if err := s.Apply(ctx, testConfig(t, marker, nil), Runtime{}); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestAdmittedPodsDoNotKick(t *testing.T) {
 func TestApplyReplacesGeneration(t *testing.T) {
 	ctx, _ := testContext(t)
 	marker := filepath.Join(t.TempDir(), "ready")
-	s := New("test")
+	s := New("test", nil)
 	defer s.Stop()
 	if err := s.Apply(ctx, testConfig(t, marker, nil), Runtime{}); err != nil {
 		t.Fatal(err)
@@ -185,7 +185,7 @@ func waitDone(g *generation) <-chan struct{} {
 func TestApplyBadConfigTurnsGateOff(t *testing.T) {
 	ctx, _ := testContext(t)
 	marker := filepath.Join(t.TempDir(), "ready")
-	s := New("test")
+	s := New("test", nil)
 	defer s.Stop()
 	if err := s.Apply(ctx, testConfig(t, marker, nil), Runtime{}); err != nil {
 		t.Fatal(err)
@@ -208,7 +208,7 @@ func TestApplyBadConfigTurnsGateOff(t *testing.T) {
 func TestStopWhenContextEnds(t *testing.T) {
 	ctx, _ := testContext(t)
 	ctx, cancel := context.WithCancel(ctx)
-	s := New("test")
+	s := New("test", nil)
 	if err := s.Apply(ctx, testConfig(t, "/nonexistent/marker", nil), Runtime{}); err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func TestDescribe(t *testing.T) {
 func TestConnectedAppliesPerRuntime(t *testing.T) {
 	ctx, _ := testContext(t)
 	cfg := testConfig(t, filepath.Join(t.TempDir(), "ready"), nil)
-	s := New("test")
+	s := New("test", nil)
 	defer s.Stop()
 	v22 := Runtime{Name: "containerd", Version: "v2.2.9"}
 	if err := s.Connected(ctx, cfg, v22); err != nil {

@@ -73,7 +73,7 @@ checks:
 	log := testutil.QuietLogger() // formatting still happens for enabled levels; only the write is saved
 	log.SetLevel(level)
 	ctx, cancel := context.WithCancel(clog.WithLogger(context.Background(), logrus.NewEntry(log)))
-	s := supervisor.New("bench")
+	s := supervisor.New("bench", nil)
 	if err := s.Apply(ctx, cfg, supervisor.Runtime{}); err != nil {
 		tb.Fatal(err)
 	}
