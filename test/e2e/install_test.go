@@ -213,15 +213,21 @@ func TestInstallWatchRepairs(t *testing.T) {
 		exists := func(p string) func() error {
 			return func() error { _, err := os.Stat(p); return err }
 		}
-		harness.Eventually(t, 5*time.Second, "first install", exists(bin))
+		dropIn := filepath.Join(root, "etc/containerd/config.d/sandbox-guard-nri.toml")
+		// The drop-in is written last: once it is there, the first round is complete (a read of
+		// the configuration before it was written would see nothing).
+		harness.Eventually(t, 5*time.Second, "first install", exists(dropIn))
 		original := readFile(t, conf)
+		if original == "" {
+			t.Fatal("no configuration installed")
+		}
 
 		must(t, os.Remove(bin))
 		harness.Eventually(t, 5*time.Second, "the deleted binary is back", exists(bin))
 		must(t, os.WriteFile(conf, []byte(original+"settleTime: 3s\n"), 0o644))
 		harness.Eventually(t, 5*time.Second, "the edited configuration is replaced", func() error {
 			if readFile(t, conf) != original {
-				return fmt.Errorf("still edited")
+				return fmt.Errorf("still edited; install said:\n%s", out.String())
 			}
 			return nil
 		})
