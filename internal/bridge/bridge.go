@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,6 +48,10 @@ type Bridge struct {
 	Tokens  Tokens
 	Now     func() time.Time
 	OnWrite func(host, outcome string) // metrics
+	// Declared are the hosts the operator declared under ecr.registries: for them a server over
+	// plain http is accepted too (a registry on loopback in tests). Any other host's token goes
+	// only to https://<host>.
+	Declared []string
 
 	mu    sync.Mutex
 	state map[string]HostState
@@ -138,6 +144,18 @@ func (b *Bridge) Refresh(ctx context.Context, host string) (time.Duration, error
 			return 0, errors.New(st.Err)
 		}
 	}
+	if err := b.checkServer(host, existing); err != nil {
+		// The token must not travel to a mirror, a cache or over plain http: write nothing, and
+		// take out an entry written before the file changed.
+		st.Err = fmt.Sprintf("%s: nothing written: %v", file, err)
+		b.onWrite(host, "refused")
+		if HasBlock(existing) {
+			if rerr := Remove(b.Dir, []string{host}); rerr != nil {
+				return 0, fmt.Errorf("%s; removing the old entry: %w", st.Err, rerr)
+			}
+		}
+		return 0, errors.New(st.Err)
+	}
 	merged, err := Merge(existing, "https://"+host, header)
 	if err != nil {
 		st.Err = fmt.Sprintf("%s left untouched: %v", file, err)
@@ -158,6 +176,25 @@ func (b *Bridge) Refresh(ctx context.Context, host string) (time.Duration, error
 	// brings a new token, well before the header goes stale.
 	next := creds.ExpiresAt.Sub(b.now()) / 2
 	return min(max(next, 5*time.Second), time.Hour), nil
+}
+
+// checkServer allows the token only to the ECR registry itself: the server hosts.toml names must
+// be https://<host> (any scheme for a declared host).
+func (b *Bridge) checkServer(host string, existing []byte) error {
+	server, err := Server(existing, "https://"+host)
+	if err != nil {
+		return fmt.Errorf("left untouched: %w", err)
+	}
+	u, err := url.Parse(server)
+	switch {
+	case err != nil:
+		return fmt.Errorf("server %q is not a URL", server)
+	case u.Host != host:
+		return fmt.Errorf("it sends %s's pulls to %s, not to the ECR registry itself; the token goes only to https://%s", host, server, host)
+	case u.Scheme != "https" && !slices.Contains(b.Declared, host):
+		return fmt.Errorf("its server %s is not https; the token goes only over https", server)
+	}
+	return nil
 }
 
 func (b *Bridge) onWrite(host, outcome string) {

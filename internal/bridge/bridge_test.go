@@ -71,3 +71,84 @@ func TestRefresh(t *testing.T) {
 		})
 	}
 }
+
+// The token goes only to the ECR registry itself over https (or a declared host, e.g. a
+// loopback test registry, over http): a hosts.toml whose server is a cache, another host or
+// plain http gets nothing, and an entry written before the file changed is taken out.
+func TestRefreshSendsTheTokenOnlyToTheRegistry(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ctx := testutil.Context(testutil.QuietLogger())
+	tests := []struct {
+		name     string
+		server   string
+		declared bool
+		wantErr  string // empty: written
+	}{
+		{name: "the registry over https", server: "https://" + host},
+		{name: "no server line: https://<host>", server: ""},
+		{name: "a cache in clear text", server: "http://cache.example.net:5000", wantErr: "not to the ECR registry itself"},
+		{name: "a cache over https", server: "https://cache.example.net", wantErr: "not to the ECR registry itself"},
+		{name: "the registry over http", server: "http://" + host, wantErr: "not https"},
+		{name: "a declared registry over http", server: "http://" + host, declared: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, host, "hosts.toml")
+			if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			content := "# the operator's file\n"
+			if tt.server != "" {
+				content += "server = \"" + tt.server + "\"\n"
+			}
+			if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			b := &Bridge{Dir: dir, Hosts: []string{host}, Tokens: fixedTokens{now.Add(12 * time.Hour)}, Now: func() time.Time { return now }}
+			if tt.declared {
+				b.Declared = []string{host}
+			}
+			_, err := b.Refresh(ctx, host)
+			after := readString(t, file)
+			if tt.wantErr == "" {
+				if err != nil || !HasBlock([]byte(after)) {
+					t.Fatalf("Refresh = %v, file:\n%s\nwant the entry written", err, after)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || b.State()[0].Err == "" {
+				t.Fatalf("Refresh = %v (state %+v), want an error containing %q", err, b.State(), tt.wantErr)
+			}
+			if after != content || strings.Contains(after, "secret-token") {
+				t.Fatalf("file changed although the server is not the registry:\n%s", after)
+			}
+
+			// An entry written while the file still named the registry is taken out once it no
+			// longer does.
+			withEntry, err := Merge([]byte("server = \"https://"+host+"\"\n"), "https://"+host, "Basic c2VjcmV0LXRva2Vu")
+			if err != nil {
+				t.Fatal(err)
+			}
+			moved := strings.Replace(string(withEntry), "server = \"https://"+host+"\"", "server = \""+tt.server+"\"", 1)
+			if err := os.WriteFile(file, []byte(moved), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Refresh(ctx, host); err == nil {
+				t.Fatal("Refresh wrote for a server that is not the registry")
+			}
+			if after := readString(t, file); HasBlock([]byte(after)) || strings.Contains(after, "c2VjcmV0LXRva2Vu") {
+				t.Fatalf("the old entry with the token is still there:\n%s", after)
+			}
+		})
+	}
+}
+
+func readString(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

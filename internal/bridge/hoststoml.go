@@ -69,6 +69,23 @@ func Merge(existing []byte, defaultServer, authorization string) ([]byte, error)
 	return b.Bytes(), nil
 }
 
+// Server is the URL the bridge's entry would carry the token to: the file's `server`, or
+// defaultServer when the file (without the managed block) names none.
+func Server(existing []byte, defaultServer string) (string, error) {
+	stripped, err := removeBlock(existing)
+	if err != nil {
+		return "", err
+	}
+	f, err := parse(stripped.content)
+	if err != nil {
+		return "", err
+	}
+	if f.Server == "" {
+		return defaultServer, nil
+	}
+	return f.Server, nil
+}
+
 // removed is a file's content without the managed block.
 type removed struct {
 	content []byte

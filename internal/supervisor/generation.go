@@ -3,6 +3,8 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -177,7 +179,8 @@ func (g *generation) workersFor(ctx context.Context, plan *Plan) *imagesState {
 	}
 	st := &imagesState{plan: plan, client: client, keeper: keeper.New(client, opts)}
 	if g.cfg.ECR.CredentialBridge && plan.Bridge.Dir != "" && len(plan.Bridge.Hosts) > 0 {
-		st.bridge = &bridge.Bridge{Dir: plan.Bridge.Dir, Hosts: plan.Bridge.Hosts, Tokens: g.ecr, OnWrite: g.metrics.ObserveBridgeWrite}
+		st.bridge = &bridge.Bridge{Dir: plan.Bridge.Dir, Hosts: plan.Bridge.Hosts, Tokens: g.ecr, OnWrite: g.metrics.ObserveBridgeWrite,
+			Declared: slices.Collect(maps.Keys(g.cfg.ECR.Registries))}
 	}
 	return st
 }
