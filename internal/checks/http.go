@@ -24,30 +24,41 @@ func (p HTTPProber) Probe(ctx context.Context) Outcome {
 	if client == nil {
 		client = http.DefaultClient
 	}
+	shown := redact(p.URL)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL, nil)
 	if err != nil {
-		return Outcome{Detail: fmt.Sprintf("GET %s: %v", p.URL, err), Err: true}
+		return Outcome{Detail: fmt.Sprintf("GET %s: %v", shown, unwrapURLError(err)), Err: true}
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return Outcome{Detail: fmt.Sprintf("GET %s: %v", p.URL, unwrapURLError(err))}
+		return Outcome{Detail: fmt.Sprintf("GET %s: %v", shown, unwrapURLError(err))}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return Outcome{Detail: fmt.Sprintf("GET %s answered %s", p.URL, resp.Status)}
+		return Outcome{Detail: fmt.Sprintf("GET %s answered %s", shown, resp.Status)}
 	}
 	if p.Body == nil {
-		return Outcome{OK: true, Detail: fmt.Sprintf("GET %s answered %s", p.URL, resp.Status)}
+		return Outcome{OK: true, Detail: fmt.Sprintf("GET %s answered %s", shown, resp.Status)}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return Outcome{Detail: fmt.Sprintf("GET %s: reading body: %v", p.URL, err)}
+		return Outcome{Detail: fmt.Sprintf("GET %s: reading body: %v", shown, err)}
 	}
 	if !p.Body.Match(body) {
-		return Outcome{Detail: fmt.Sprintf("GET %s answered %s but the body does not match %q", p.URL, resp.Status, p.Body)}
+		return Outcome{Detail: fmt.Sprintf("GET %s answered %s but the body does not match %q", shown, resp.Status, p.Body)}
 	}
-	return Outcome{OK: true, Detail: fmt.Sprintf("GET %s answered %s, body matches", p.URL, resp.Status)}
+	return Outcome{OK: true, Detail: fmt.Sprintf("GET %s answered %s, body matches", shown, resp.Status)}
+}
+
+// redact hides a password in raw (user:password@host): check details go to the log, to
+// `check` and into the rejection text kubelet shows.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	return u.Redacted()
 }
 
 // unwrapURLError drops url.Error's repetition of the method and URL.
