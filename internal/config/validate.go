@@ -175,12 +175,12 @@ func (c *Config) validateAWS() *Error {
 		}
 	}
 	if c.ECR.Endpoint != "" {
-		if err := validURL(c.ECR.Endpoint); err != nil {
+		if err := endpointURL(c.ECR.Endpoint); err != nil {
 			return bad("ecr.endpoint", "%v", err)
 		}
 	}
 	for region, ep := range c.ECR.Endpoints {
-		if err := validURL(ep); err != nil {
+		if err := endpointURL(ep); err != nil {
 			return bad("ecr.endpoints."+region, "%v", err)
 		}
 	}
@@ -222,6 +222,39 @@ func ValidImageRef(ref string) error {
 		return fmt.Errorf("%q is not an image reference: %v", ref, err)
 	}
 	return nil
+}
+
+// endpointURL is an ECR API endpoint: https, since the answer is a registry token; plain http
+// only on loopback (a stand-in for the API in tests).
+func endpointURL(s string) error {
+	if err := validURL(s); err != nil {
+		return err
+	}
+	u, _ := url.Parse(s)
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return fmt.Errorf("%q is plain http: the ECR API answers with a registry token, so only https (or a loopback address) is accepted", s)
+	}
+	return nil
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Warnings are settings that are valid but deserve a line in the log at start.
+func (c *Config) Warnings() []string {
+	var out []string
+	if a := c.Metrics.Address; a != "" {
+		if host, _, err := net.SplitHostPort(a); err == nil && !isLoopback(host) {
+			out = append(out, fmt.Sprintf("metrics.address %s listens beyond loopback: /metrics and /readyz have no authentication", a))
+		}
+	}
+	return out
 }
 
 func validURL(s string) error {

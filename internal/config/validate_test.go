@@ -98,6 +98,9 @@ func TestParseValidationErrors(t *testing.T) {
 		{"timeout too long", "refresh: {timeout: 61s}", "refresh.timeout", "must be between 1ms and 1m, got 1m1s"},
 		// settle
 		{"settle negative", "settleTime: -1s", "settleTime", "must not be negative, got -1s"},
+		// ECR API endpoints answer with registry tokens: https, or plain http on loopback only
+		{"ecr endpoint plain http", "ecr: {endpoint: \"http://ecr.example.net\"}", "ecr.endpoint", "is plain http"},
+		{"ecr regional endpoint plain http", "ecr: {endpoints: {us-west-2: \"http://10.0.0.5:8080\"}}", "ecr.endpoints.us-west-2", "is plain http"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,6 +153,30 @@ func TestParseSocketAddress(t *testing.T) {
 		}
 		if network != tt.network || adr != tt.adr {
 			t.Errorf("ParseSocketAddress(%q) = %q, %q; want %q, %q", tt.in, network, adr, tt.network, tt.adr)
+		}
+	}
+}
+
+func TestECREndpointOnLoopbackOrHTTPS(t *testing.T) {
+	for _, ep := range []string{"https://ecr.example.net", "http://127.0.0.1:8080", "http://[::1]:8080", "http://localhost:9"} {
+		if _, err := Parse([]byte("ecr: {endpoint: \""+ep+"\"}"), testSource); err != nil {
+			t.Errorf("ecr.endpoint %s: %v", ep, err)
+		}
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	tests := []struct {
+		address string
+		warn    bool
+	}{{"127.0.0.1:9809", false}, {"[::1]:9809", false}, {"localhost:9809", false}, {"", false}, {"0.0.0.0:9809", true}, {":9809", true}, {"10.0.0.5:9809", true}}
+	for _, tt := range tests {
+		cfg, err := Parse([]byte("metrics: {address: \""+tt.address+"\"}"), testSource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(cfg.Warnings()) == 1 && strings.Contains(cfg.Warnings()[0], "beyond loopback"); got != tt.warn {
+			t.Errorf("metrics.address %q: warnings %q, want a warning: %v", tt.address, cfg.Warnings(), tt.warn)
 		}
 	}
 }

@@ -91,6 +91,9 @@ func (s *Supervisor) Connected(ctx context.Context, cfg *config.Config, rt Runti
 }
 
 func (s *Supervisor) applyLocked(ctx context.Context, cfg *config.Config, rt Runtime) error {
+	for _, w := range cfg.Warnings() {
+		log.G(ctx).Warn(w)
+	}
 	s.startMetrics(ctx, cfg)
 	g, err := newGeneration(ctx, cfg, rt, s.m.Load())
 	if err != nil {
