@@ -18,8 +18,6 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/images/archive"
-	"github.com/containerd/containerd/v2/core/remotes/docker"
-	"github.com/containerd/containerd/v2/core/remotes/docker/config"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
@@ -129,29 +127,25 @@ func (c *Client) Usable(ctx context.Context, name string) (complete, unpacked bo
 	return true, unpacked, cfg.Digest.String(), nil
 }
 
-// Credentials answers a registry's authentication challenge for host; empty strings mean
-// anonymous.
+// Credentials returns the credentials for pulling an image from the registry host its
+// reference names (the image's host, as kubelet looks credentials up by image); empty strings
+// mean anonymous. A pull hands them to every host that challenges it, mirrors included: see
+// resolver.
 type Credentials func(ctx context.Context, host string) (user, secret string, err error)
 
 // Pull fetches every blob of ref for this platform (even layers whose snapshots already exist,
 // so the content is complete and can be exported), stores the record under ref with labels
 // (given in full: containerd replaces a record's labels on re-pull), and unpacks it. It honours
-// the registry hosts directory, so mirrors keep working.
+// the registry hosts directory the way CRI does, so mirrors keep working (see resolver).
 func (c *Client) Pull(ctx context.Context, ref string, creds Credentials, labels map[string]string) (Image, error) {
 	cl, ctx, err := c.client(ctx)
 	if err != nil {
 		return Image{}, err
 	}
-	hosts := config.ConfigureHosts(ctx, config.HostOptions{
-		HostDir: c.hostDir,
-		Credentials: func(host string) (string, string, error) {
-			if creds == nil {
-				return "", "", nil
-			}
-			return creds(ctx, host)
-		},
-	})
-	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: hosts})
+	resolver, err := c.resolver(ctx, ref, creds)
+	if err != nil {
+		return Image{}, err
+	}
 	img, err := cl.Fetch(ctx, ref, containerd.WithResolver(resolver), containerd.WithPlatformMatcher(c.platform), containerd.WithPullLabels(labels))
 	if err != nil {
 		return Image{}, err
@@ -160,18 +154,6 @@ func (c *Client) Pull(ctx context.Context, ref string, creds Credentials, labels
 		return Image{}, fmt.Errorf("unpacking %s into %s: %w", ref, c.opts.Snapshotter, err)
 	}
 	return Image{Name: img.Name, Target: img.Target, Labels: img.Labels}, nil
-}
-
-// hostDir finds host's hosts.toml directory in the first configured root that has one, as CRI
-// does with a config_path of several directories.
-func (c *Client) hostDir(host string) (string, error) {
-	for _, root := range c.opts.HostsDirs {
-		dir, err := config.HostDirFromRoot(root)(host)
-		if err != nil || dir != "" {
-			return dir, err
-		}
-	}
-	return "", nil
 }
 
 // Put creates or replaces the record name -> target with exactly labels.

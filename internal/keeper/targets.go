@@ -107,8 +107,10 @@ func ResolveTargets(ctx context.Context, cfg *config.Config, containerdInfo *con
 	return res, nil
 }
 
-// ECRCredentials answers registry challenges with ECR tokens for ECR hosts and anonymously
-// for every other host.
+// ECRCredentials gives an image the ECR token of its registry host when that host is ECR (or
+// declared in ecr.registries), and nothing for other images. The containerd adapter asks it
+// with the image's host and hands the answer to every host that challenges the pull, hosts.toml
+// mirrors included, as CRI does with kubelet's credentials for the image.
 func ECRCredentials(p *ecr.Provider) containerd.Credentials {
 	return func(ctx context.Context, host string) (string, string, error) {
 		c, err := p.Credentials(ctx, host)

@@ -317,8 +317,8 @@ func hostOf(ref string) string {
 }
 
 // Pull answers like containerd's: an ended context, an unknown or a failing source is an error;
-// a registry that wants credentials gets them from creds for the source's host, as containerd's
-// resolver asks on a 401 challenge; a success stores the record under ref with exactly labels
+// a registry that wants credentials gets them from creds for the source's host (the image's
+// registry host, which the adapter asks whichever host, mirror or not, answers 401); a success stores the record under ref with exactly labels
 // (replacing those of an existing record), the content complete and unpacked.
 func (f *Fake) Pull(ctx context.Context, ref string, creds containerd.Credentials, labels map[string]string) (containerd.Image, error) {
 	c := Call{Op: "Pull", Name: ref, Labels: labels}
