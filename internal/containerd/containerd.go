@@ -6,6 +6,7 @@ package containerd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	eventtypes "github.com/containerd/containerd/api/events"
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/images/archive"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -220,28 +222,51 @@ func (c *Client) Export(ctx context.Context, name string, w io.Writer) error {
 	return nil
 }
 
-// Import reads an OCI archive written by Export and stores its image as name with exactly labels.
-// name must be the name the archive was exported under: containerd names an imported image by
-// the archive's io.containerd.image.name annotation (the translator below only applies to bare
-// OCI ref names), so another name fails, after the exported name's record has been given the
-// archive's target and labels.
+// Import reads an OCI archive (an OCI image layout in a tar, as Export and `ctr images export`
+// write it) whose index.json names exactly one image, and stores that image as name with exactly
+// labels, whatever name the archive carries: no other record is created or changed. Every blob
+// lands in the content store under the digest of its bytes, so what the record references is
+// exactly what index.json's descriptor names; only this platform's content is needed. The caller
+// checks that descriptor against what it expects (the returned Target) and unpacks.
 func (c *Client) Import(ctx context.Context, r io.Reader, name string, labels map[string]string) (Image, error) {
 	cl, ctx, err := c.client(ctx)
 	if err != nil {
 		return Image{}, err
 	}
-	imgs, err := cl.Import(ctx, r, containerd.WithImageRefTranslator(func(string) string { return name }),
-		containerd.WithImportPlatform(c.platform), containerd.WithSkipDigestRef(func(string) bool { return true }),
-		containerd.WithImageLabels(labels))
+	// The lease keeps the imported blobs from garbage collection until the record refers to them.
+	ctx, done, err := cl.WithLease(ctx)
 	if err != nil {
 		return Image{}, fmt.Errorf("importing %s: %w", name, err)
 	}
-	for _, img := range imgs {
-		if img.Name == name {
-			return Image{Name: img.Name, Target: img.Target, Labels: img.Labels}, nil
-		}
+	defer func() { _ = done(ctx) }() // the record holds the content now; an expiring lease frees nothing else
+	cs := cl.ContentStore()
+	indexDesc, err := archive.ImportIndex(ctx, cs, r)
+	if err != nil {
+		return Image{}, fmt.Errorf("importing %s: %w", name, err)
 	}
-	return Image{}, fmt.Errorf("importing %s: the archive holds no image of that name", name)
+	b, err := content.ReadBlob(ctx, cs, indexDesc)
+	if err != nil {
+		return Image{}, fmt.Errorf("importing %s: reading the archive's index: %w", name, err)
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return Image{}, fmt.Errorf("importing %s: the archive's index: %w", name, err)
+	}
+	if len(idx.Manifests) != 1 {
+		return Image{}, fmt.Errorf("importing %s: the archive's index names %d images, want 1", name, len(idx.Manifests))
+	}
+	target := idx.Manifests[0]
+	target.Annotations = nil // the archive's own name for it, and nothing CRI reads
+	// Label the content for garbage collection as a pull does: the record roots the target,
+	// the target its children, for this platform.
+	handler := images.FilterPlatforms(images.SetChildrenLabels(cs, images.ChildrenHandler(cs)), c.platform)
+	if err := images.WalkNotEmpty(ctx, handler, target); err != nil {
+		return Image{}, fmt.Errorf("importing %s: the archive's image %s: %w", name, target.Digest, err)
+	}
+	if err := c.Put(ctx, name, target, labels); err != nil {
+		return Image{}, fmt.Errorf("importing %s: %w", name, err)
+	}
+	return Image{Name: name, Target: target, Labels: labels}, nil
 }
 
 // EventKind is what happened to an image record.
