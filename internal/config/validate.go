@@ -111,7 +111,7 @@ func (c *Config) validateImages() *Error {
 		}
 	}
 	for i, f := range c.SandboxImageFallbacks {
-		if err := ValidImageRef(f); err != nil {
+		if err := validFallback(f); err != nil {
 			return bad(fmt.Sprintf("sandboxImageFallbacks[%d]", i), "%v", err)
 		}
 	}
@@ -120,7 +120,7 @@ func (c *Config) validateImages() *Error {
 			return bad(fmt.Sprintf("pinImages[%d].image", i), "%v", err)
 		}
 		for j, f := range p.Fallbacks {
-			if err := ValidImageRef(f); err != nil {
+			if err := validFallback(f); err != nil {
 				return bad(fmt.Sprintf("pinImages[%d].fallbacks[%d]", i, j), "%v", err)
 			}
 		}

@@ -6,6 +6,7 @@ package containerd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,10 +17,9 @@ import (
 
 	eventtypes "github.com/containerd/containerd/api/events"
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/images/archive"
-	"github.com/containerd/containerd/v2/core/remotes/docker"
-	"github.com/containerd/containerd/v2/core/remotes/docker/config"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
@@ -129,29 +129,25 @@ func (c *Client) Usable(ctx context.Context, name string) (complete, unpacked bo
 	return true, unpacked, cfg.Digest.String(), nil
 }
 
-// Credentials answers a registry's authentication challenge for host; empty strings mean
-// anonymous.
+// Credentials returns the credentials for pulling an image from the registry host its
+// reference names (the image's host, as kubelet looks credentials up by image); empty strings
+// mean anonymous. A pull hands them to every host that challenges it, mirrors included: see
+// resolver.
 type Credentials func(ctx context.Context, host string) (user, secret string, err error)
 
 // Pull fetches every blob of ref for this platform (even layers whose snapshots already exist,
 // so the content is complete and can be exported), stores the record under ref with labels
 // (given in full: containerd replaces a record's labels on re-pull), and unpacks it. It honours
-// the registry hosts directory, so mirrors keep working.
+// the registry hosts directory the way CRI does, so mirrors keep working (see resolver).
 func (c *Client) Pull(ctx context.Context, ref string, creds Credentials, labels map[string]string) (Image, error) {
 	cl, ctx, err := c.client(ctx)
 	if err != nil {
 		return Image{}, err
 	}
-	hosts := config.ConfigureHosts(ctx, config.HostOptions{
-		HostDir: c.hostDir,
-		Credentials: func(host string) (string, string, error) {
-			if creds == nil {
-				return "", "", nil
-			}
-			return creds(ctx, host)
-		},
-	})
-	resolver := docker.NewResolver(docker.ResolverOptions{Hosts: hosts})
+	resolver, err := c.resolver(ctx, ref, creds)
+	if err != nil {
+		return Image{}, err
+	}
 	img, err := cl.Fetch(ctx, ref, containerd.WithResolver(resolver), containerd.WithPlatformMatcher(c.platform), containerd.WithPullLabels(labels))
 	if err != nil {
 		return Image{}, err
@@ -160,18 +156,6 @@ func (c *Client) Pull(ctx context.Context, ref string, creds Credentials, labels
 		return Image{}, fmt.Errorf("unpacking %s into %s: %w", ref, c.opts.Snapshotter, err)
 	}
 	return Image{Name: img.Name, Target: img.Target, Labels: img.Labels}, nil
-}
-
-// hostDir finds host's hosts.toml directory in the first configured root that has one, as CRI
-// does with a config_path of several directories.
-func (c *Client) hostDir(host string) (string, error) {
-	for _, root := range c.opts.HostsDirs {
-		dir, err := config.HostDirFromRoot(root)(host)
-		if err != nil || dir != "" {
-			return dir, err
-		}
-	}
-	return "", nil
 }
 
 // Put creates or replaces the record name -> target with exactly labels.
@@ -238,28 +222,51 @@ func (c *Client) Export(ctx context.Context, name string, w io.Writer) error {
 	return nil
 }
 
-// Import reads an OCI archive written by Export and stores its image as name with exactly labels.
-// name must be the name the archive was exported under: containerd names an imported image by
-// the archive's io.containerd.image.name annotation (the translator below only applies to bare
-// OCI ref names), so another name fails, after the exported name's record has been given the
-// archive's target and labels.
+// Import reads an OCI archive (an OCI image layout in a tar, as Export and `ctr images export`
+// write it) whose index.json names exactly one image, and stores that image as name with exactly
+// labels, whatever name the archive carries: no other record is created or changed. Every blob
+// lands in the content store under the digest of its bytes, so what the record references is
+// exactly what index.json's descriptor names; only this platform's content is needed. The caller
+// checks that descriptor against what it expects (the returned Target) and unpacks.
 func (c *Client) Import(ctx context.Context, r io.Reader, name string, labels map[string]string) (Image, error) {
 	cl, ctx, err := c.client(ctx)
 	if err != nil {
 		return Image{}, err
 	}
-	imgs, err := cl.Import(ctx, r, containerd.WithImageRefTranslator(func(string) string { return name }),
-		containerd.WithImportPlatform(c.platform), containerd.WithSkipDigestRef(func(string) bool { return true }),
-		containerd.WithImageLabels(labels))
+	// The lease keeps the imported blobs from garbage collection until the record refers to them.
+	ctx, done, err := cl.WithLease(ctx)
 	if err != nil {
 		return Image{}, fmt.Errorf("importing %s: %w", name, err)
 	}
-	for _, img := range imgs {
-		if img.Name == name {
-			return Image{Name: img.Name, Target: img.Target, Labels: img.Labels}, nil
-		}
+	defer func() { _ = done(ctx) }() // the record holds the content now; an expiring lease frees nothing else
+	cs := cl.ContentStore()
+	indexDesc, err := archive.ImportIndex(ctx, cs, r)
+	if err != nil {
+		return Image{}, fmt.Errorf("importing %s: %w", name, err)
 	}
-	return Image{}, fmt.Errorf("importing %s: the archive holds no image of that name", name)
+	b, err := content.ReadBlob(ctx, cs, indexDesc)
+	if err != nil {
+		return Image{}, fmt.Errorf("importing %s: reading the archive's index: %w", name, err)
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return Image{}, fmt.Errorf("importing %s: the archive's index: %w", name, err)
+	}
+	if len(idx.Manifests) != 1 {
+		return Image{}, fmt.Errorf("importing %s: the archive's index names %d images, want 1", name, len(idx.Manifests))
+	}
+	target := idx.Manifests[0]
+	target.Annotations = nil // the archive's own name for it, and nothing CRI reads
+	// Label the content for garbage collection as a pull does: the record roots the target,
+	// the target its children, for this platform.
+	handler := images.FilterPlatforms(images.SetChildrenLabels(cs, images.ChildrenHandler(cs)), c.platform)
+	if err := images.WalkNotEmpty(ctx, handler, target); err != nil {
+		return Image{}, fmt.Errorf("importing %s: the archive's image %s: %w", name, target.Digest, err)
+	}
+	if err := c.Put(ctx, name, target, labels); err != nil {
+		return Image{}, fmt.Errorf("importing %s: %w", name, err)
+	}
+	return Image{Name: name, Target: target, Labels: labels}, nil
 }
 
 // EventKind is what happened to an image record.

@@ -5,7 +5,14 @@ import (
 	"strings"
 )
 
-// DefaultPauseVersion is the pause image tag used when none is configured.
+// DefaultPauseVersion is the pause image tag used when none is configured (eks.pauseVersion).
+// It only names the sources sandboxImage: eks falls back to (the region's EKS image, EKS
+// Distro's and registry.k8s.io's copies); the image kept is the one containerd looks up, which
+// containerd's own default moves on (registry.k8s.io/pause:3.10.1 in 2.2, 3.10.2 in 2.3 and 2.4:
+// internal/cri/config/config.go DefaultSandboxImage). 3.10 stays the default: it is the tag
+// sandbox-guard has named for those sources from the start, and 3.10.1 and 3.10.2 are upstream
+// rebuilds of the same pause program that EKS's per-region repositories and EKS Distro were not
+// verified to publish. README (Configuration) states the decision.
 const DefaultPauseVersion = "3.10"
 
 // defaultPause is where regions outside every known partition get the pause image from.
@@ -15,6 +22,19 @@ type pauseSource struct{ account, region, domain string }
 
 // pauseAccounts maps a region to the account that serves /eks/pause in it, and the partition's
 // domain. Never modified.
+//
+// Where the accounts come from: every entry, and the partition fallbacks below, are the
+// region-to-account lookup the EKS AMI used for its pause image on Amazon Linux 2 (the AMI
+// project's pause account script, removed with AL2 in 2026), as recorded in this project's
+// reference notes on ECR (ecr.md; pause_test.go checks the table region by region). There is no
+// API to ask: the accounts are those of EKS's own image registries, 602401143452 for most
+// regions, an account of its own for each of the others and each other partition. Nothing is
+// looked up at run time, so a region missing here falls back by its partition (pauseFallbacks)
+// to an account and region that exist.
+// An operator overrides the result without a new build (docs/configuration.md, "EKS pause
+// image"): sandboxImage: <image> names the image outright, sandboxImageFallbacks replaces the
+// sources eks adds, eks.region picks another region's entry, and `sandbox-guard eks-pause-image
+// --region R` prints what this table gives.
 var pauseAccounts = map[string]pauseSource{
 	"af-south-1":      {account: "877085696533", domain: "amazonaws.com"},
 	"ap-east-1":       {account: "800184023465", domain: "amazonaws.com"},
@@ -121,6 +141,10 @@ func PauseFallbacks(version string) []string {
 		"registry.k8s.io/pause:" + v,
 	}
 }
+
+// PauseArchive is the pause image archive EKS AL2023 nodes carry (the image their containerd
+// knows as localhost/kubernetes/pause); sandboxImage: eks falls back to it after every registry.
+const PauseArchive = "/etc/eks/pause.tar"
 
 func pauseVersion(v string) string {
 	if v == "" {

@@ -22,6 +22,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
+	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/containerd"
 )
 
@@ -226,30 +227,22 @@ func (k *Keeper) repair(ctx context.Context, t Target, i int, existing map[strin
 
 	var failures []string
 	for _, src := range t.Sources {
-		pullCtx, cancel := context.WithTimeout(ctx, k.opts.PullTimeout)
-		img, err := k.images.Pull(pullCtx, src, k.opts.Credentials, labelsFor(labels, src, t.Name))
-		cancel()
+		img, source, err := k.fetch(ctx, t, src, labels)
 		if err != nil {
 			failures = append(failures, fmt.Sprintf("%s: %s", src, oneLine(err)))
-			log.WithField("source", src).WithError(errors.New(oneLine(err))).Warn("pull failed")
+			log.WithField("source", src).WithError(errors.New(oneLine(err))).Warn(verb(src) + " failed")
 			continue
-		}
-		if src != t.Name {
-			if err := k.images.Put(ctx, t.Name, img.Target, labelsFor(labels, src, t.Name)); err != nil {
-				failures = append(failures, fmt.Sprintf("%s: tagging as %s: %s", src, t.Name, oneLine(err)))
-				continue
-			}
 		}
 		_, _, configDigest, err := k.images.Usable(ctx, t.Name)
 		if err != nil {
 			return Status{}, fmt.Errorf("%s %s: %w", t.Role, t.Name, err)
 		}
-		if err := k.completeRefs(ctx, t, i, img.Target, configDigest, sourceLabel(src, t.Name)); err != nil {
+		if err := k.completeRefs(ctx, t, i, img.Target, configDigest, source); err != nil {
 			return Status{}, err
 		}
-		k.saveCopy(ctx, t, img.Target, sourceLabel(src, t.Name))
-		log.WithFields(logrus.Fields{"source": src, "took": k.opts.Now().Sub(start).Round(time.Millisecond).String()}).Info("image pulled, present and pinned")
-		return Status{Present: true, Pinned: true, Source: src, LastRepair: k.opts.Now()}, nil
+		k.saveCopy(ctx, t, img.Target, source)
+		log.WithFields(logrus.Fields{"source": src, "took": k.opts.Now().Sub(start).Round(time.Millisecond).String()}).Info("image " + verb(src) + "ed, present and pinned")
+		return Status{Present: true, Pinned: true, Source: orDefault(source, t.Name), LastRepair: k.opts.Now()}, nil
 	}
 	if lc := k.opts.LocalCopies; lc != nil {
 		img, err := lc.Restore(ctx, k.images, t.Name, labels)
@@ -267,6 +260,39 @@ func (k *Keeper) repair(ctx context.Context, t Target, i int, existing map[strin
 		failures = append(failures, "local copy: "+oneLine(err))
 	}
 	return Status{}, fmt.Errorf("%s %s is missing and every source failed: %s", t.Role, t.Name, strings.Join(failures, "; "))
+}
+
+// fetch stores the image of one source under t.Name with labels: a pull of a reference (tagged
+// under t.Name when it is a fallback), or the import of an archive fallback. It returns the
+// source label the record got ("" for t.Name itself).
+func (k *Keeper) fetch(ctx context.Context, t Target, src string, labels map[string]string) (containerd.Image, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, k.opts.PullTimeout)
+	defer cancel()
+	if a, ok, err := config.ParseArchiveSource(src); ok {
+		if err != nil {
+			return containerd.Image{}, "", err
+		}
+		img, err := k.fromArchive(ctx, t, a, labels)
+		return img, a.Path, err
+	}
+	img, err := k.images.Pull(ctx, src, k.opts.Credentials, labelsFor(labels, src, t.Name))
+	if err != nil {
+		return containerd.Image{}, "", err
+	}
+	if src != t.Name {
+		if err := k.images.Put(ctx, t.Name, img.Target, labelsFor(labels, src, t.Name)); err != nil {
+			return containerd.Image{}, "", fmt.Errorf("tagging as %s: %w", t.Name, err)
+		}
+	}
+	return img, sourceLabel(src, t.Name), nil
+}
+
+// verb is what fetch does with src, for log lines: "pull" or "import".
+func verb(src string) string {
+	if strings.HasPrefix(src, config.ArchivePrefix) {
+		return "import"
+	}
+	return "pull"
 }
 
 // completeRefs makes sure the references CRI itself records exist: sha256:<config digest> (the

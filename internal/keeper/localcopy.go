@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"time"
 
@@ -155,8 +156,8 @@ func (l *LocalCopies) Restore(ctx context.Context, imgs Images, name string, lab
 	return img, nil
 }
 
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
+func fileSHA256(file string) (string, error) {
+	f, err := os.Open(file)
 	if err != nil {
 		return "", err
 	}
@@ -169,28 +170,51 @@ func fileSHA256(path string) (string, error) {
 }
 
 // archiveTarget reads the digest of the image an OCI archive holds, from its index.json.
-func archiveTarget(path string) (string, error) {
-	f, err := os.Open(path)
+func archiveTarget(file string) (string, error) {
+	f, err := os.Open(file)
 	if err != nil {
 		return "", err
 	}
 	defer func() { _ = f.Close() }() // read only
-	tr := tar.NewReader(f)
+	return archiveImage(f)
+}
+
+// archiveImage reads an OCI image layout tar to its end and returns the digest of the one image
+// its index.json names. It refuses what containerd's importer would read differently: no
+// oci-layout file (the tar would be read as a Docker archive), more than one index.json (the
+// importer keeps the last), an index naming no image or several.
+func archiveImage(r io.Reader) (string, error) {
+	tr := tar.NewReader(r)
+	var layout, indexes int
+	var idx ocispec.Index
 	for {
 		h, err := tr.Next()
-		if err != nil {
-			return "", fmt.Errorf("no index.json in the archive: %w", err)
+		if err == io.EOF {
+			break
 		}
-		if h.Name != "index.json" {
+		if err != nil {
+			return "", fmt.Errorf("not a tar archive: %w", err)
+		}
+		if h.Typeflag != tar.TypeReg {
 			continue
 		}
-		var idx ocispec.Index
-		if err := json.NewDecoder(io.LimitReader(tr, 1<<20)).Decode(&idx); err != nil {
-			return "", fmt.Errorf("index.json: %w", err)
+		switch path.Clean(h.Name) {
+		case ocispec.ImageLayoutFile:
+			layout++
+		case ocispec.ImageIndexFile:
+			indexes++
+			if err := json.NewDecoder(io.LimitReader(tr, 1<<20)).Decode(&idx); err != nil {
+				return "", fmt.Errorf("index.json: %w", err)
+			}
 		}
-		if len(idx.Manifests) != 1 {
-			return "", fmt.Errorf("index.json lists %d images, want 1", len(idx.Manifests))
-		}
-		return idx.Manifests[0].Digest.String(), nil
 	}
+	switch {
+	case layout == 0:
+		return "", errors.New("not an OCI image layout (no oci-layout file)")
+	case indexes != 1:
+		return "", fmt.Errorf("the archive holds %d index.json files, want 1", indexes)
+	case len(idx.Manifests) != 1:
+		return "", fmt.Errorf("index.json lists %d images, want 1", len(idx.Manifests))
+	}
+	return idx.Manifests[0].Digest.String(), nil
 }

@@ -23,6 +23,17 @@ func Normalize(ref string) (string, error) {
 	return named.String(), nil
 }
 
+// normalizeSource is Normalize for a fallback: an archive fallback stays as written.
+func normalizeSource(src string) (string, error) {
+	if a, ok, err := config.ParseArchiveSource(src); ok {
+		if err != nil {
+			return "", err
+		}
+		return a.String(), nil
+	}
+	return Normalize(src)
+}
+
 // Resolution explains where the sandbox image name came from, for logs and `check`.
 type Resolution struct {
 	Targets []Target
@@ -46,7 +57,7 @@ func ResolveTargets(ctx context.Context, cfg *config.Config, containerdInfo *con
 		}
 		t := Target{Name: n, Role: role, Sources: []string{n}}
 		for _, f := range fallbacks {
-			fn, err := Normalize(f)
+			fn, err := normalizeSource(f)
 			if err != nil {
 				return err
 			}
@@ -80,7 +91,7 @@ func ResolveTargets(ctx context.Context, cfg *config.Config, containerdInfo *con
 				res.Notes = append(res.Notes, "sandbox image "+name+" (EKS pause image of "+r+")")
 			}
 			if len(fallbacks) == 0 {
-				fallbacks = append([]string{eksImage}, ecr.PauseFallbacks(cfg.EKS.PauseVersion)...)
+				fallbacks = append(append([]string{eksImage}, ecr.PauseFallbacks(cfg.EKS.PauseVersion)...), config.ArchivePrefix+ecr.PauseArchive)
 			}
 		}
 		if name == "" {
@@ -107,8 +118,10 @@ func ResolveTargets(ctx context.Context, cfg *config.Config, containerdInfo *con
 	return res, nil
 }
 
-// ECRCredentials answers registry challenges with ECR tokens for ECR hosts and anonymously
-// for every other host.
+// ECRCredentials gives an image the ECR token of its registry host when that host is ECR (or
+// declared in ecr.registries), and nothing for other images. The containerd adapter asks it
+// with the image's host and hands the answer to every host that challenges the pull, hosts.toml
+// mirrors included, as CRI does with kubelet's credentials for the image.
 func ECRCredentials(p *ecr.Provider) containerd.Credentials {
 	return func(ctx context.Context, host string) (string, string, error) {
 		c, err := p.Credentials(ctx, host)

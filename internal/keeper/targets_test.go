@@ -46,11 +46,14 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
+const archiveDigest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
 const (
 	eksUSWest2   = "602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.10"
 	eksEUCentral = "602401143452.dkr.ecr.eu-central-1.amazonaws.com/eks/pause:3.10"
 	eksPublic    = "public.ecr.aws/eks-distro/kubernetes/pause:3.10"
 	k8sPause     = "registry.k8s.io/pause:3.10"
+	eksArchive   = "oci-archive:/etc/eks/pause.tar"
 )
 
 // regionFunc counts its calls and answers region or err.
@@ -125,6 +128,24 @@ func TestResolveTargets(t *testing.T) {
 			wantErr: []string{"sandboxImage", `"docker.io/Library/Busybox" is not an image reference`},
 		},
 		{
+			name: "archive fallbacks stay as written, duplicates removed",
+			cfg: func(c *config.Config) {
+				c.SandboxImage = "localhost/kubernetes/pause"
+				c.SandboxImageFallbacks = []string{eksArchive, "registry.k8s.io/pause:3.10", eksArchive, "oci-archive:/var/lib/images/pause.tar@" + archiveDigest}
+			},
+			want: []keeper.Target{{Name: "localhost/kubernetes/pause:latest", Role: "sandbox image", Sources: []string{
+				"localhost/kubernetes/pause:latest", eksArchive, k8sPause, "oci-archive:/var/lib/images/pause.tar@" + archiveDigest,
+			}}},
+		},
+		{
+			name: "invalid archive fallback",
+			cfg: func(c *config.Config) {
+				c.SandboxImage = "busybox"
+				c.SandboxImageFallbacks = []string{"oci-archive:pause.tar"}
+			},
+			wantErr: []string{"sandboxImage", `"pause.tar" is not an absolute, clean path`},
+		},
+		{
 			name:      "auto takes containerd's image",
 			cfg:       func(c *config.Config) { c.SandboxImage = "auto" },
 			info:      info,
@@ -150,7 +171,7 @@ func TestResolveTargets(t *testing.T) {
 			name: "eks with a region: containerd's name, then the region's image and the public copies",
 			cfg:  func(c *config.Config) { c.SandboxImage = "eks"; c.EKS.Region = "us-west-2" },
 			info: info,
-			want: []keeper.Target{{Name: infoName, Role: "sandbox image", Sources: []string{infoName, eksUSWest2, eksPublic, k8sPause}}},
+			want: []keeper.Target{{Name: infoName, Role: "sandbox image", Sources: []string{infoName, eksUSWest2, eksPublic, k8sPause, eksArchive}}},
 			wantNotes: []string{
 				"sandbox image " + infoName + " from containerd's configuration",
 			},
@@ -158,7 +179,7 @@ func TestResolveTargets(t *testing.T) {
 		{
 			name: "eks with a region and no containerd configuration: the region's image is the name",
 			cfg:  func(c *config.Config) { c.SandboxImage = "eks"; c.EKS.Region = "us-west-2" },
-			want: []keeper.Target{{Name: eksUSWest2, Role: "sandbox image", Sources: []string{eksUSWest2, eksPublic, k8sPause}}},
+			want: []keeper.Target{{Name: eksUSWest2, Role: "sandbox image", Sources: []string{eksUSWest2, eksPublic, k8sPause, eksArchive}}},
 			wantNotes: []string{
 				"sandbox image " + eksUSWest2 + " (EKS pause image of us-west-2)",
 			},
@@ -167,7 +188,7 @@ func TestResolveTargets(t *testing.T) {
 			name:        "eks without a region asks instance metadata",
 			cfg:         func(c *config.Config) { c.SandboxImage = "eks" },
 			region:      regionFunc{region: "eu-central-1"},
-			want:        []keeper.Target{{Name: eksEUCentral, Role: "sandbox image", Sources: []string{eksEUCentral, eksPublic, k8sPause}}},
+			want:        []keeper.Target{{Name: eksEUCentral, Role: "sandbox image", Sources: []string{eksEUCentral, eksPublic, k8sPause, eksArchive}}},
 			wantNotes:   []string{"(EKS pause image of eu-central-1)"},
 			wantRegions: 1,
 		},
@@ -189,6 +210,7 @@ func TestResolveTargets(t *testing.T) {
 				"013241004608.dkr.ecr-fips.us-gov-west-1.amazonaws.com/eks/pause:3.9",
 				"public.ecr.aws/eks-distro/kubernetes/pause:3.9",
 				"registry.k8s.io/pause:3.9",
+				eksArchive,
 			}}},
 			wantNotes: []string{"(EKS pause image of us-gov-west-1)"},
 		},

@@ -398,21 +398,45 @@ var cases = []struct {
 		},
 	},
 	{
-		// containerd names an imported image by the name the archive was exported under and
-		// applies the labels to that record; the keeper restores a local copy only under the
-		// name it saved it for. Importing under another name must not pass for success.
-		name: "Import under a name other than the exported one fails",
+		// An archive fallback (oci-archive:/etc/eks/pause.tar) carries whatever name it was
+		// exported under; the keeper imports it under the name CRI looks up. Import stores the
+		// archive's one image under the name given and touches no record of the archive's own
+		// name; an archive whose index names more than one image stores nothing.
+		name: "Import stores the image under the name given, whatever name the archive carries",
 		run: func(ctx context.Context, t *testing.T, r *run) {
-			p, _ := r.pull(ctx, t, managed())
+			p, img := r.pull(ctx, t, managed("team", "infra"))
 			var archive bytes.Buffer
 			if err := r.Images.Export(ctx, p.Ref, &archive); err != nil {
 				t.Fatalf("Export(%s): %v", p.Ref, err)
 			}
 			other := r.name("imported-elsewhere")
-			if img, err := r.Images.Import(ctx, &archive, other, managed(keeper.LabelPinned, "pinned")); err == nil {
-				t.Fatalf("Import of the archive of %s as %s succeeded: %+v", p.Ref, other, img)
+			labels := managed(keeper.LabelPinned, "pinned", keeper.LabelSource, "/etc/eks/pause.tar")
+			got, err := r.Images.Import(ctx, bytes.NewReader(archive.Bytes()), other, labels)
+			if err != nil {
+				t.Fatalf("Import of the archive of %s as %s: %v", p.Ref, other, err)
 			}
-			r.absent(ctx, t, other, "an import under another name")
+			if got.Name != other || got.Target.Digest != p.Target || !maps.Equal(got.Labels, labels) {
+				t.Errorf("Import returned %s -> %s %v, want %s -> %s %v", got.Name, got.Target.Digest, got.Labels, other, p.Target, labels)
+			}
+			rec := r.labels(ctx, t, other, labels)
+			sameTarget(t, "record "+other, rec.Target, img.Target)
+			r.labels(ctx, t, p.Ref, managed("team", "infra"))
+			if err := r.Images.Unpack(ctx, other); err != nil {
+				t.Fatalf("Unpack(%s): %v", other, err)
+			}
+			r.usable(ctx, t, other, true, p.Config)
+
+			twice, err := withIndex(archive.Bytes(), func(idx *ocispec.Index) {
+				idx.Manifests = append(idx.Manifests, idx.Manifests[0])
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			third := r.name("imported-from-two")
+			if img, err := r.Images.Import(ctx, bytes.NewReader(twice), third, labels); err == nil {
+				t.Errorf("Import of an archive whose index names two images succeeded: %+v", img)
+			}
+			r.absent(ctx, t, third, "an import of an archive naming two images")
 		},
 	},
 	{
@@ -583,4 +607,45 @@ func archiveTarget(archive []byte) (digest.Digest, error) {
 		}
 		return idx.Manifests[0].Digest, nil
 	}
+}
+
+// withIndex returns archive with its index.json rewritten by edit, every other file as it was.
+func withIndex(archive []byte, edit func(*ocispec.Index)) ([]byte, error) {
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	tr := tar.NewReader(bytes.NewReader(archive))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading the archive: %w", err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", h.Name, err)
+		}
+		if h.Name == "index.json" {
+			var idx ocispec.Index
+			if err := json.Unmarshal(b, &idx); err != nil {
+				return nil, fmt.Errorf("index.json: %w", err)
+			}
+			edit(&idx)
+			if b, err = json.Marshal(idx); err != nil {
+				return nil, fmt.Errorf("index.json: %w", err)
+			}
+			h.Size = int64(len(b))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, fmt.Errorf("writing %s: %w", h.Name, err)
+		}
+		if _, err := tw.Write(b); err != nil {
+			return nil, fmt.Errorf("writing %s: %w", h.Name, err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, fmt.Errorf("writing the archive: %w", err)
+	}
+	return out.Bytes(), nil
 }

@@ -317,8 +317,8 @@ func hostOf(ref string) string {
 }
 
 // Pull answers like containerd's: an ended context, an unknown or a failing source is an error;
-// a registry that wants credentials gets them from creds for the source's host, as containerd's
-// resolver asks on a 401 challenge; a success stores the record under ref with exactly labels
+// a registry that wants credentials gets them from creds for the source's host (the image's
+// registry host, which the adapter asks whichever host, mirror or not, answers 401); a success stores the record under ref with exactly labels
 // (replacing those of an existing record), the content complete and unpacked.
 func (f *Fake) Pull(ctx context.Context, ref string, creds containerd.Credentials, labels map[string]string) (containerd.Image, error) {
 	c := Call{Op: "Pull", Name: ref, Labels: labels}
@@ -432,15 +432,25 @@ func (f *Fake) Export(_ context.Context, name string, w io.Writer) error {
 	if !st.Complete {
 		return fmt.Errorf("exporting %s: content incomplete", name)
 	}
-	target := r.Target
+	if err := WriteArchive(w, name, r.Target, st.Config); err != nil {
+		return fmt.Errorf("exporting %s: %w", name, err)
+	}
+	return nil
+}
+
+// WriteArchive writes the small OCI image layout tar Export writes for an image (target and
+// config digest, as Image returns them) exported under name: oci-layout, index.json naming target with name as its
+// io.containerd.image.name annotation, and the blobs (a stand-in manifest that names the config,
+// and the config). Import reads it back; tests write archive fallbacks with it.
+func WriteArchive(w io.Writer, name string, target ocispec.Descriptor, config string) error {
 	target.Annotations = map[string]string{images.AnnotationImageName: name}
 	index, err := json.Marshal(ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{target}})
 	if err != nil {
-		return fmt.Errorf("exporting %s: %w", name, err)
+		return err
 	}
-	manifest, err := json.Marshal(map[string]string{"config": st.Config})
+	manifest, err := json.Marshal(map[string]string{"config": config})
 	if err != nil {
-		return fmt.Errorf("exporting %s: %w", name, err)
+		return err
 	}
 	tw := tar.NewWriter(w)
 	for _, file := range []struct {
@@ -449,26 +459,23 @@ func (f *Fake) Export(_ context.Context, name string, w io.Writer) error {
 	}{
 		{"oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)},
 		{"index.json", index},
-		{"blobs/sha256/" + r.Target.Digest.Encoded(), manifest},
-		{"blobs/sha256/" + strings.TrimPrefix(st.Config, "sha256:"), []byte(`{"architecture":"amd64","os":"linux"}`)},
+		{"blobs/sha256/" + target.Digest.Encoded(), manifest},
+		{"blobs/sha256/" + strings.TrimPrefix(config, "sha256:"), []byte(`{"architecture":"amd64","os":"linux"}`)},
 	} {
 		if err := tw.WriteHeader(&tar.Header{Name: file.name, Mode: 0o444, Size: int64(len(file.data)), Typeflag: tar.TypeReg}); err != nil {
-			return fmt.Errorf("exporting %s: %w", name, err)
+			return err
 		}
 		if _, err := tw.Write(file.data); err != nil {
-			return fmt.Errorf("exporting %s: %w", name, err)
+			return err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("exporting %s: %w", name, err)
-	}
-	return nil
+	return tw.Close()
 }
 
-// Import stores the archive's image with exactly labels (replacing those of an existing record);
-// the content is complete, and unpacked only if it was before. Like containerd's import it names
-// the image by the archive's io.containerd.image.name annotation, which Export sets: importing
-// under another name stores the image under the exported name, then fails.
+// Import stores the archive's one image as name with exactly labels (replacing those of an
+// existing record), whatever name the archive carries; the content is complete, and unpacked
+// only if it was before. An archive whose index.json does not name exactly one image is refused
+// and nothing is stored.
 func (f *Fake) Import(_ context.Context, r io.Reader, name string, labels map[string]string) (containerd.Image, error) {
 	f.log(Call{Op: "Import", Name: name, Labels: labels})
 	if err := f.fail("Import"); err != nil {
@@ -495,10 +502,6 @@ func (f *Fake) Import(_ context.Context, r io.Reader, name string, labels map[st
 		return containerd.Image{}, fmt.Errorf("importing %s: bad index.json (%v)", name, err)
 	}
 	target := index.Manifests[0]
-	stored := name
-	if n := target.Annotations[images.AnnotationImageName]; n != "" {
-		stored = n
-	}
 	target.Annotations = nil
 	var manifest map[string]string
 	if err := json.Unmarshal(files["blobs/sha256/"+target.Digest.Encoded()], &manifest); err != nil {
@@ -509,11 +512,7 @@ func (f *Fake) Import(_ context.Context, r io.Reader, name string, labels map[st
 	st := f.content[target.Digest]
 	st.Complete, st.Config = true, manifest["config"]
 	f.content[target.Digest] = st
-	img := f.store(stored, target, labels)
-	if stored != name {
-		return containerd.Image{}, fmt.Errorf("importing %s: the archive holds no image of that name", name)
-	}
-	return img, nil
+	return f.store(name, target, labels), nil
 }
 
 // Subscribe opens an event stream. It ends, as containerd's does, when ctx ends (the error
