@@ -5,6 +5,7 @@ package checks
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -125,7 +126,7 @@ func (r *Runner) refresh(ctx context.Context) (*snapshot.Snapshot, bool) {
 		}
 		pending++
 		go func() {
-			res, err := r.probe(ctx, c)
+			res, err := r.probeRecovering(ctx, c)
 			r.inflight[i].Store(false) // before answering, so the next refresh may probe again
 			answers <- answer{i, res, err}
 		}()
@@ -205,6 +206,20 @@ func inconclusiveSuffix(d string) string {
 func (r *Runner) stuck(c Check) snapshot.Result {
 	return snapshot.Result{Name: c.Name, Kind: c.Kind, Hint: c.Hint, Checked: r.opts.Now(),
 		Detail: fmt.Sprintf("the %s probe did not answer within %v", c.Kind, r.opts.Timeout)}
+}
+
+// probeRecovering is probe, with a panicking probe (odd kernel or network input) turned into an
+// inconclusive result instead of a crash of the whole plugin.
+func (r *Runner) probeRecovering(ctx context.Context, c Check) (res snapshot.Result, errored bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.G(ctx).WithFields(logrus.Fields{"check": c.Name, "panic": fmt.Sprint(p), "stack": string(debug.Stack())}).Error("probe panicked")
+			res = snapshot.Result{Name: c.Name, Kind: c.Kind, Hint: c.Hint, Checked: r.opts.Now(),
+				Detail: fmt.Sprintf("the %s probe failed with an internal error (see the log)", c.Kind)}
+			errored = true
+		}
+	}()
+	return r.probe(ctx, c)
 }
 
 func (r *Runner) probe(ctx context.Context, c Check) (res snapshot.Result, errored bool) {

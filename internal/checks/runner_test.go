@@ -480,3 +480,19 @@ func TestStuckProbeDoesNotStallRefresh(t *testing.T) {
 		return r.Refresh(context.Background()).Results[0].OK
 	})
 }
+
+// A probe that panics is an inconclusive failure of its check, not a crash of the plugin.
+func TestRefreshSurvivesAPanickingProbe(t *testing.T) {
+	var store snapshot.Store
+	r := NewRunner([]Check{
+		{Name: "odd", Kind: "iptables", Prober: ProberFunc(func(context.Context) Outcome { panic("index out of range") })},
+		{Name: "fine", Kind: "file", Prober: ProberFunc(func(context.Context) Outcome { return Outcome{OK: true} })},
+	}, &store, Options{})
+	s := r.Refresh(testutil.Context(testutil.QuietLogger()))
+	if s.Results[0].OK || !strings.Contains(s.Results[0].Detail, "internal error") || !s.Results[1].OK {
+		t.Errorf("results %+v: want the panicking check failed with an internal error, the other passing", s.Results)
+	}
+	if s2 := r.Refresh(testutil.Context(testutil.QuietLogger())); s2.Results[0].Name != "odd" {
+		t.Errorf("the next refresh lost the check: %+v", s2.Results)
+	}
+}

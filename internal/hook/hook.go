@@ -6,18 +6,22 @@ package hook
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/gate"
 	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
 )
 
-// Observer hears every decision (metrics).
+// Observer hears every decision, and every panic recovered (metrics).
 type Observer interface {
 	ObservePod(verdict string, failingChecks []string, took time.Duration)
+	ObservePanic(where string)
 }
 
 // Hook is the RunPodSandbox decision of one configuration.
@@ -41,7 +45,12 @@ func New(policy *gate.Policy, store *snapshot.Store, kick func(), observe Observ
 }
 
 // Admit returns nil to start the pod, or the one-line reason containerd hands to kubelet.
-func (h *Hook) Admit(_ context.Context, pod gate.Pod) error {
+func (h *Hook) Admit(_ context.Context, pod gate.Pod) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = h.recovered(pod, r)
+		}
+	}()
 	start := time.Now()
 	d := h.policy.Decide(pod, h.store.Load(), h.now())
 	var failing []string
@@ -65,6 +74,21 @@ func (h *Hook) Admit(_ context.Context, pod gate.Pod) error {
 		if h.log.Logger.IsLevelEnabled(logrus.DebugLevel) {
 			h.log.WithFields(logrus.Fields{"pod": pod.String(), "verdict": "admit", "reason": d.Why}).Debug("pod admitted")
 		}
+	}
+	return nil
+}
+
+// recovered answers for a decision that panicked: enforce refuses the pod (a gate that crashed
+// must not wave pods through, and the process must live on: containerd never restarts a
+// pre-registered plugin), warn and off admit it. The stack goes to the log.
+func (h *Hook) recovered(pod gate.Pod, r any) error {
+	h.log.WithFields(logrus.Fields{"pod": pod.String(), "panic": fmt.Sprint(r), "stack": string(debug.Stack())}).
+		Error("RunPodSandbox hook panicked; answering as the mode says")
+	if h.observe != nil {
+		h.observe.ObservePanic("hook")
+	}
+	if h.policy.Mode() == config.ModeEnforce {
+		return errors.New(gate.Message(pod, "sandbox-guard could not decide (internal error, see its log)"))
 	}
 	return nil
 }

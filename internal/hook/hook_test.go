@@ -41,7 +41,12 @@ type observed struct {
 	failing []string
 }
 
-type recorder struct{ seen []observed }
+type recorder struct {
+	seen   []observed
+	panics []string
+}
+
+func (r *recorder) ObservePanic(where string) { r.panics = append(r.panics, where) }
 
 func (r *recorder) ObservePod(verdict string, failing []string, took time.Duration) {
 	if took < 0 {
@@ -221,4 +226,32 @@ func TestAdmitNeverWaitsForAStalledLog(t *testing.T) {
 	}
 	close(w.release)
 	out.Close(10 * time.Second)
+}
+
+// A decision that panics never takes the process down (containerd would not restart it and
+// every pod would pass): enforce refuses the pod, warn admits it, the stack is logged, the panic
+// counted.
+func TestAdmitRecoversFromAPanic(t *testing.T) {
+	for _, mode := range []config.Mode{config.ModeEnforce, config.ModeWarn} {
+		t.Run(string(mode), func(t *testing.T) {
+			h, lh, _, rec := newHook(t, snap(true), func(c *config.Config) { c.Mode = mode })
+			h.now = func() time.Time { panic("boom") }
+			err := h.Admit(context.Background(), podNet())
+			want := "sandbox-guard: pod default/web not started: sandbox-guard could not decide (internal error, see its log); kubelet will retry"
+			switch {
+			case mode == config.ModeEnforce && (err == nil || err.Error() != want):
+				t.Errorf("enforce: Admit = %v, want %q", err, want)
+			case mode == config.ModeWarn && err != nil:
+				t.Errorf("warn: Admit = %v, want admitted", err)
+			}
+			var logged bool
+			for _, e := range lh.AllEntries() {
+				stack, _ := e.Data["stack"].(string)
+				logged = logged || (e.Level == logrus.ErrorLevel && e.Data["panic"] == "boom" && strings.Contains(stack, "hook.(*Hook).Admit"))
+			}
+			if !logged || len(rec.panics) != 1 || rec.panics[0] != "hook" {
+				t.Errorf("logged with stack %v, panics observed %v", logged, rec.panics)
+			}
+		})
+	}
 }

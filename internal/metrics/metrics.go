@@ -106,6 +106,7 @@ type Metrics struct {
 	bridge       *prometheus.CounterVec
 	bridgeLimit  labelLimit
 	nriConnected prometheus.Gauge
+	panics       *prometheus.CounterVec
 
 	// read at scrape time
 	ecrStats    atomic.Pointer[func() (fetches, errors uint64)]
@@ -134,6 +135,7 @@ const (
 	helpNRIConnects  = "Successful NRI registrations with containerd (reconnects are this minus 1)."
 	helpBridge       = "Registry credentials written for containerd by the credential bridge, by host and outcome."
 	helpBuildInfo    = "Always 1; the version label names the running build."
+	helpPanics       = "Panics recovered, by where (hook, or the worker that was restarted)."
 	helpLogDrops     = "Log lines dropped because the log output did not keep up (a stalled stderr pipe or log file); the hook never waits for it."
 )
 
@@ -159,9 +161,10 @@ func New() *Metrics {
 	m.pulls = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name("image_pull_duration_seconds"), Help: helpPulls, Buckets: PullBuckets()}, []string{"image"})
 	m.bridge = prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("bridge_writes_total"), Help: helpBridge}, []string{"host", "outcome"})
 	m.nriConnected = prometheus.NewGauge(prometheus.GaugeOpts{Name: name("nri_connected"), Help: helpNRIConnected})
+	m.panics = prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("panics_total"), Help: helpPanics}, []string{"where"})
 
 	m.reg.MustRegister(
-		pods, rejections, m.hook, m.ensures, m.pulls, m.bridge, m.nriConnected,
+		pods, rejections, m.hook, m.ensures, m.pulls, m.bridge, m.nriConnected, m.panics,
 		newSnapshotCollector(m), newImagesCollector(m), newScrapeCollector(m),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -295,6 +298,15 @@ func (m *Metrics) WatchECR(stats func() (fetches, errors uint64)) {
 		return
 	}
 	m.ecrStats.Store(&stats)
+}
+
+// ObservePanic counts one recovered panic (sandbox_guard_panics_total{where}); where is a fixed
+// name (hook, checks, images, bridge).
+func (m *Metrics) ObservePanic(where string) {
+	if m == nil {
+		return
+	}
+	m.panics.WithLabelValues(cleanLabel(where)).Inc()
 }
 
 // WatchLogDrops makes every scrape read sandbox_guard_log_lines_dropped_total from f (e.g.

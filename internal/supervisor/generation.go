@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -107,12 +108,41 @@ func (g *generation) start(ctx context.Context) {
 	g.wg.Add(2)
 	go func() {
 		defer g.wg.Done()
-		g.runner.Run(ctx)
+		g.supervise(ctx, "checks", g.runner.Run)
 	}()
 	go func() {
 		defer g.wg.Done()
-		g.runImages(ctx)
+		g.supervise(ctx, "images", g.runImages)
 	}()
+}
+
+// supervise runs worker until ctx ends, restarting it with back-off when it panics: a crash
+// must not end the process (containerd never restarts a pre-registered plugin, and every pod
+// would then pass). Each panic is logged with its stack and counted.
+func (g *generation) supervise(ctx context.Context, name string, worker func(context.Context)) {
+	b := backoff.New(backoff.Policy{Initial: 100 * time.Millisecond, Max: 30 * time.Second, Jitter: 0.2})
+	for {
+		if !g.runRecovering(ctx, name, worker) || ctx.Err() != nil {
+			return
+		}
+		if !backoff.Sleep(ctx, b.Next()) {
+			return
+		}
+	}
+}
+
+// runRecovering runs worker once and reports whether it panicked.
+func (g *generation) runRecovering(ctx context.Context, name string, worker func(context.Context)) (panicked bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked = true
+			log.G(ctx).WithFields(map[string]any{"worker": name, "panic": fmt.Sprint(r), "stack": string(debug.Stack())}).
+				Error("worker panicked; restarting it")
+			g.metrics.ObservePanic(name)
+		}
+	}()
+	worker(ctx)
+	return false
 }
 
 // stop ends the workers, waits for them and closes the containerd connection.
@@ -156,7 +186,7 @@ func (g *generation) runImages(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		g.runBridge(ctx, st)
+		g.supervise(ctx, "bridge", func(ctx context.Context) { g.runBridge(ctx, st) })
 	}()
 	st.keeper.Run(ctx)
 	<-done

@@ -300,3 +300,41 @@ func TestConnectedAppliesPerRuntime(t *testing.T) {
 		t.Errorf("an upgraded containerd kept the old generation")
 	}
 }
+
+// A worker that panics is restarted with back-off and the panic logged with its stack; the
+// process lives on.
+func TestSuperviseRestartsAPanickingWorker(t *testing.T) {
+	ctx, hook := testContext(t)
+	ctx, cancel := context.WithCancel(ctx)
+	g := &generation{}
+	runs := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.supervise(ctx, "images", func(ctx context.Context) {
+			runs++
+			if runs < 3 {
+				panic("boom")
+			}
+			cancel()
+			<-ctx.Done()
+		})
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("supervise did not return once its context ended")
+	}
+	if runs != 3 {
+		t.Errorf("worker ran %d times, want 3 (two panics, then a normal run)", runs)
+	}
+	var logged int
+	for _, e := range hook.AllEntries() {
+		if e.Message == "worker panicked; restarting it" && e.Data["worker"] == "images" && strings.Contains(e.Data["stack"].(string), "supervise") {
+			logged++
+		}
+	}
+	if logged != 2 {
+		t.Errorf("%d panics logged with their stack, want 2", logged)
+	}
+}
