@@ -10,7 +10,7 @@ export SG_CACHE ?= /var/cache/sandbox-guard-e2e
 # real crictl ($(DEPS) keeps CRICTL if set, else builds it). A failing $(DEPS) stops the target.
 WITH_DEPS = set -o pipefail; deps=$$($(DEPS)) && eval "$$deps" && export SG_PLUGIN=$(CURDIR)/$(BIN) &&
 
-.PHONY: all build unit e2e test bench demo lint clean deps
+.PHONY: all build unit e2e test bench demo lint clean deps fuzz
 
 all: build
 
@@ -28,7 +28,15 @@ unit:
 e2e: build
 	$(WITH_DEPS) $(GO) test -count=1 -v -timeout 20m ./test/e2e/...
 
-test: lint deps unit e2e
+test: lint deps unit e2e fuzz
+
+# Every fuzz target for a fixed short time (FUZZTIME each); the corpus each finds stays in Go's
+# cache, outside the repository.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := ./internal/config:FuzzParse ./internal/gate:FuzzDecide ./internal/ecr:FuzzParseHost ./internal/bridge:FuzzMerge
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do echo "fuzz $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}" >/dev/null; done; echo "fuzz: 0 failures"
 
 demo: build
 	$(WITH_DEPS) $(GO) test -c -o bin/demo ./test/demo && ./bin/demo -test.run '^TestDemo$$' -test.timeout 10m
