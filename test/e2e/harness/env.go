@@ -230,7 +230,9 @@ func repoRoot() (string, error) {
 // default the number of CPUs, bounds how many at once): each node has its own network
 // namespace, directory, sockets, cgroup parent and runc root, so they share nothing but the
 // machine. SG_E2E_SERIAL=1 runs them one after another. fn must not call t.Parallel itself, and
-// whatever it shares with the other lines' subtests must be safe for concurrent use.
+// whatever it shares with the other lines' subtests must be safe for concurrent use. Parallel
+// subtests start only when the calling test function returns: code after ForEachContainerd runs
+// before them (the caller's t.Cleanup functions run after them).
 func ForEachContainerd(t *testing.T, fn func(t *testing.T, c Containerd)) {
 	env := Load(t)
 	serial := os.Getenv("SG_E2E_SERIAL") == "1"
