@@ -6,8 +6,9 @@ BIN := bin/sandbox-guard
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DEPS := test/tools/install-deps.sh
 export SG_CACHE ?= /var/cache/sandbox-guard-e2e
-# End-to-end runs use this environment: real containerd 2.x and 1.7, runc, CNI, registry and the
-# real crictl ($(DEPS) keeps CRICTL if set, else builds it). A failing $(DEPS) stops the target.
+# End-to-end runs use this environment: real containerd 1.7, 2.2, 2.3 and 2.4, runc, CNI, registry
+# and the real crictl ($(DEPS) keeps CRICTL if set, else builds it). A failing $(DEPS) stops the
+# target.
 WITH_DEPS = set -o pipefail; deps=$$($(DEPS)) && eval "$$deps" && export SG_PLUGIN=$(CURDIR)/$(BIN) &&
 
 .PHONY: all build unit e2e test bench demo lint clean deps fuzz
@@ -25,8 +26,10 @@ deps:
 unit:
 	eval "$$($(DEPS) --env)" && $(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /test/demo)
 
+# Every test runs on four containerd lines, the lines of one test in parallel (about 7-8 minutes
+# on 2 cores); the timeout leaves room for SG_E2E_SERIAL=1 (one line after another, ~15 minutes).
 e2e: build
-	$(WITH_DEPS) $(GO) test -count=1 -v -timeout 20m ./test/e2e/...
+	$(WITH_DEPS) $(GO) test -count=1 -v -timeout 30m ./test/e2e/...
 
 test: lint deps unit e2e fuzz
 

@@ -2,6 +2,7 @@
 // writes exactly what this directory ships (one copy, read by people and by the installer):
 //
 //	containerd/config.d/sandbox-guard-nri.toml      NRI drop-in for containerd 2.x (version = 3)
+//	containerd/2.3/config.d/sandbox-guard-nri.toml  NRI drop-in for containerd 2.3+ (version = 4)
 //	containerd/1.7/config.d/sandbox-guard-nri.toml  NRI drop-in for containerd 1.7 (version = 2)
 //	nri/conf.d/10-sandbox-guard.conf                the plugin's configuration
 //	examples/al2023-nodeconfig.yaml                 Amazon Linux 2023: NRI through nodeadm
@@ -9,12 +10,18 @@ package etc
 
 import _ "embed"
 
-// DropIn2 is the NRI drop-in for containerd 2.x.
+// DropIn2 is the NRI drop-in for containerd 2.x (version = 3).
 //
 //go:embed containerd/config.d/sandbox-guard-nri.toml
 var DropIn2 []byte
 
-// DropIn17 is the NRI drop-in for containerd 1.7.
+// DropIn23 is the NRI drop-in for containerd 2.3 and later with a version-4 main configuration.
+//
+//go:embed containerd/2.3/config.d/sandbox-guard-nri.toml
+var DropIn23 []byte
+
+// DropIn17 is the NRI drop-in for containerd 1.7 (version = 2), also used on containerd 2.x
+// whose main configuration is version 2.
 //
 //go:embed containerd/1.7/config.d/sandbox-guard-nri.toml
 var DropIn17 []byte

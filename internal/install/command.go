@@ -7,6 +7,8 @@ import (
 	"os"
 	"slices"
 	"time"
+
+	"github.com/sandbox-guard/sandbox-guard/internal/containerdconfig"
 )
 
 // Sources name the files a round installs; they are read again on every round, since the
@@ -88,12 +90,15 @@ func report(res, last *Result, stdout, stderr io.Writer) {
 		_, _ = fmt.Fprintln(stderr, "sandbox-guard install: WARNING:", w)
 	}
 	line := map[int]string{1: "1.7", 2: "2.x"}[res.Major]
+	if res.Line != containerdconfig.LineUnknown {
+		line = res.Line.String()
+	}
 	switch {
 	case !res.Active:
 	case res.Changed():
-		_, _ = fmt.Fprintf(stderr, "sandbox-guard install: containerd %s (%s) starts sandbox-guard at its next start (e.g. systemctl restart containerd; running containers keep running)\n",
-			line, res.MajorSource)
+		_, _ = fmt.Fprintf(stderr, "sandbox-guard install: containerd %s (%s; drop-in version %d) starts sandbox-guard at its next start (e.g. systemctl restart containerd; running containers keep running)\n",
+			line, res.MajorSource, res.DropInVersion)
 	case last == nil:
-		_, _ = fmt.Fprintf(stderr, "sandbox-guard install: containerd %s (%s): nothing to do\n", line, res.MajorSource)
+		_, _ = fmt.Fprintf(stderr, "sandbox-guard install: containerd %s (%s; drop-in version %d): nothing to do\n", line, res.MajorSource, res.DropInVersion)
 	}
 }

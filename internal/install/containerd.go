@@ -66,7 +66,7 @@ type evaluation struct {
 type errUnknownMajor struct{ why string }
 
 func (e *errUnknownMajor) Error() string {
-	return "cannot tell containerd 1.7 from 2.x: " + e.why + "; pass --containerd-major 1 (containerd 1.7) or 2 (containerd 2.x)"
+	return "cannot tell containerd 1.7 from 2.x: " + e.why + "; pass --containerd-version (e.g. 2.3.7), or --containerd-major 1 (containerd 1.7) or 2 (containerd 2.x)"
 }
 
 // stagedError is an error of containerdconfig about the staged copy, its text showing node paths.
@@ -78,43 +78,10 @@ type stagedError struct {
 func (e *stagedError) Error() string { return e.msg }
 func (e *stagedError) Unwrap() error { return e.err }
 
-// majorOf reads the main configuration's version and says which containerd it is written for.
-// It returns errUnknownMajor when that cannot be told, wrapping fs.ErrNotExist for a missing
-// file.
-func majorOf(v view, mainNode string) (int, string, error) {
-	data, err := os.ReadFile(v.local(mainNode))
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, "", fmt.Errorf("%w: %w", &errUnknownMajor{why: mainNode + " does not exist"}, err)
-	}
-	if err != nil {
-		return 0, "", fmt.Errorf("reading containerd config %s: %w", mainNode, err)
-	}
-	var doc struct {
-		Version int `toml:"version"`
-	}
-	if err := toml.Unmarshal(data, &doc); err != nil {
-		return 0, "", fmt.Errorf("parsing containerd config %s: %w", mainNode, err)
-	}
-	version := max(doc.Version, 1) // no version line is version 1
-	major, ok := containerdconfig.MajorFromVersion(version)
-	if !ok {
-		why := fmt.Sprintf("%s has version %d", mainNode, version)
-		if doc.Version == 0 {
-			why = mainNode + " has no version line (version 1, read by both)"
-		}
-		return 0, "", &errUnknownMajor{why: why}
-	}
-	source := fmt.Sprintf("version = %d in %s", version, mainNode)
-	if version == 2 {
-		source += ": the 1.7 layout, which 2.x reads too"
-	}
-	return major, source, nil
-}
-
 // evaluate loads containerd's configuration with internal/containerdconfig (containerd's own
-// import, version and merge rules) as containerd of the given major version will see it at its
-// next start, with the drop-in at dropIn (a node path) holding dropInData (nil: as it is on
-// disk, if at all).
+// import, version and merge rules) as the containerd that opts name (its version, else its
+// major version) will see it at its next start, with the drop-in at dropIn (a node path)
+// holding dropInData (nil: as it is on disk, if at all).
 //
 // containerdconfig reads files at the paths their imports name, which are node paths; this
 // process may see the node's files elsewhere (/host), and the drop-in is not written yet. So the
@@ -124,11 +91,11 @@ func majorOf(v view, mainNode string) (int, string, error) {
 // order containerd would follow, so containerdconfig's merge gives containerd's answer.
 //
 // Errors about the configuration are *stagedError; any other error is install's own (staging).
-func evaluate(v view, mainNode string, major int, dropIn string, dropInData []byte) (*evaluation, error) {
+func evaluate(v view, mainNode string, opts containerdconfig.Options, dropIn string, dropInData []byte) (*evaluation, error) {
 	if _, err := os.Stat(v.local(mainNode)); errors.Is(err, fs.ErrNotExist) {
 		// containerd skips a missing default config file and runs on defaults, which
 		// import nothing.
-		info, err := containerdconfig.Defaults(major)
+		info, err := containerdconfig.DefaultsFor(opts)
 		if err != nil {
 			return nil, err
 		}
@@ -179,7 +146,7 @@ func evaluate(v view, mainNode string, major int, dropIn string, dropInData []by
 		}
 		pending = append(pending, imports...)
 	}
-	info, err := containerdconfig.LoadWithOptions(staged(mainNode), containerdconfig.Options{Major: major})
+	info, err := containerdconfig.LoadWithOptions(staged(mainNode), opts)
 	if err != nil {
 		return nil, &stagedError{msg: unstage(err.Error()), err: err}
 	}

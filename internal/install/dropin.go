@@ -26,19 +26,35 @@ const (
 // pathKey matches the drop-in lines that name a path; RenderDropIn prefixes their values.
 var pathKey = regexp.MustCompile(`(?m)^(\s*(?:socket_path|plugin_path|plugin_config_path)\s*=\s*)"(/[^"]*)"`)
 
-// RenderDropIn returns the NRI drop-in shipped in etc/ for containerd major version 1 (1.7) or
-// 2, with pathsRoot put in front of every path it names. pathsRoot is "/" on a real node, which
-// returns the shipped file byte for byte; tests that run a containerd under a temporary
-// directory pass that directory.
+// RenderDropIn returns the NRI drop-in install writes by default for containerd major version 1
+// (1.7: version = 2) or 2 (2.x: version = 3), with pathsRoot put in front of every path it names
+// (see RenderDropInVersion).
 func RenderDropIn(major int, pathsRoot string) ([]byte, error) {
-	var src []byte
 	switch major {
 	case 1:
-		src = etc.DropIn17
+		return RenderDropInVersion(2, pathsRoot)
 	case 2:
-		src = etc.DropIn2
+		return RenderDropInVersion(3, pathsRoot)
 	default:
 		return nil, fmt.Errorf("containerd major version %d: want 1 (1.7) or 2 (2.x)", major)
+	}
+}
+
+// RenderDropInVersion returns the NRI drop-in shipped in etc/ in containerd config version 2
+// (containerd 1.7's format), 3 (2.0-2.2's) or 4 (2.3 and later's), with pathsRoot put in front
+// of every path it names. pathsRoot is "/" on a real node, which returns the shipped file byte
+// for byte; tests that run a containerd under a temporary directory pass that directory.
+func RenderDropInVersion(version int, pathsRoot string) ([]byte, error) {
+	var src []byte
+	switch version {
+	case 2:
+		src = etc.DropIn17
+	case 3:
+		src = etc.DropIn2
+	case 4:
+		src = etc.DropIn23
+	default:
+		return nil, fmt.Errorf("containerd config version %d: the drop-in is shipped in versions 2, 3 and 4", version)
 	}
 	if pathsRoot == "" || pathsRoot == "/" {
 		return src, nil

@@ -51,16 +51,16 @@ func TestShippedPluginConfigParses(t *testing.T) {
 	}
 }
 
-// RenderDropIn("/") is the shipped file, and the drop-ins set exactly the NRI table.
+// RenderDropInVersion("/") is the shipped file, and the drop-ins set exactly the NRI table.
 func TestRenderDropIn(t *testing.T) {
 	for _, tc := range []struct {
 		major   int
 		shipped []byte
 		version int
-	}{{1, etc.DropIn17, 2}, {2, etc.DropIn2, 3}} {
-		got, err := RenderDropIn(tc.major, "/")
+	}{{1, etc.DropIn17, 2}, {2, etc.DropIn2, 3}, {2, etc.DropIn23, 4}} {
+		got, err := RenderDropInVersion(tc.version, "/")
 		if err != nil || !bytes.Equal(got, tc.shipped) {
-			t.Fatalf("RenderDropIn(%d, /) = %v, not the shipped file", tc.major, err)
+			t.Fatalf("RenderDropInVersion(%d, /) = %v, not the shipped file", tc.version, err)
 		}
 		var doc map[string]any
 		if err := toml.Unmarshal(got, &doc); err != nil {
@@ -75,7 +75,7 @@ func TestRenderDropIn(t *testing.T) {
 		}
 
 		dir := t.TempDir()
-		got, err = RenderDropIn(tc.major, dir)
+		got, err = RenderDropInVersion(tc.version, dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,17 +91,41 @@ func TestRenderDropIn(t *testing.T) {
 		}
 	}
 	for _, bad := range []struct {
-		major int
-		root  string
-	}{{3, "/"}, {2, "relative"}, {2, `/tmp/a"b`}, {1, "/tmp/a\nb"}} {
-		if _, err := RenderDropIn(bad.major, bad.root); err == nil {
-			t.Errorf("RenderDropIn(%d, %q) succeeded", bad.major, bad.root)
+		version int
+		root    string
+	}{{1, "/"}, {5, "/"}, {3, "relative"}, {4, `/tmp/a"b`}, {2, "/tmp/a\nb"}} {
+		if _, err := RenderDropInVersion(bad.version, bad.root); err == nil {
+			t.Errorf("RenderDropInVersion(%d, %q) succeeded", bad.version, bad.root)
 		}
+	}
+	// RenderDropIn by major version: what install writes without knowing the main
+	// configuration's version.
+	for major, shipped := range map[int][]byte{1: etc.DropIn17, 2: etc.DropIn2} {
+		if got, err := RenderDropIn(major, "/"); err != nil || !bytes.Equal(got, shipped) {
+			t.Errorf("RenderDropIn(%d, /) = %v, not the shipped file", major, err)
+		}
+	}
+	if _, err := RenderDropIn(3, "/"); err == nil {
+		t.Error("RenderDropIn(3, /) succeeded")
+	}
+	// The variants differ in their version line and comments only.
+	strip := func(b []byte) string {
+		var out []string
+		for line := range strings.Lines(string(b)) {
+			if !strings.HasPrefix(strings.TrimSpace(line), "#") && !strings.HasPrefix(line, "version = ") {
+				out = append(out, strings.ReplaceAll(line, `"`, "'"))
+			}
+		}
+		return strings.Join(out, "")
+	}
+	if strip(etc.DropIn2) != strip(etc.DropIn23) || strip(etc.DropIn2) != strip(etc.DropIn17) {
+		t.Errorf("the drop-in variants set different keys:\n%s\n%s\n%s", strip(etc.DropIn17), strip(etc.DropIn2), strip(etc.DropIn23))
 	}
 }
 
 // The AL2023 example's snippet, merged into nodeadm's generated configuration (version 2 for
-// containerd 1.7 AMIs, 3 for 2.x), switches NRI on with the plugin's directories.
+// containerd 1.7 AMIs, 3 for 2.x, 4 should nodeadm write containerd 2.3's format), switches NRI
+// on with the plugin's directories.
 func TestAL2023Example(t *testing.T) {
 	var nc struct {
 		APIVersion string `json:"apiVersion"`
@@ -125,7 +149,7 @@ func TestAL2023Example(t *testing.T) {
 	if _, ok := doc["version"]; ok || len(doc) != 1 {
 		t.Errorf("the snippet sets %v; want only the plugins table (version belongs to nodeadm)", keys(doc))
 	}
-	for _, tc := range []struct{ major, version int }{{1, 2}, {2, 3}} {
+	for _, tc := range []struct{ major, version int }{{1, 2}, {2, 3}, {2, 4}} {
 		// nodeadm merges the snippet into its template; with the template lacking an NRI table,
 		// that is the same as appending it.
 		main := fmt.Sprintf("version = %d\n%s", tc.version, nc.Spec.Containerd.Config)

@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 
 	"github.com/sandbox-guard/sandbox-guard/etc"
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
+	"github.com/sandbox-guard/sandbox-guard/internal/containerdconfig"
 )
 
 // Options say what to install and where.
@@ -45,8 +47,17 @@ type Options struct {
 	// ContainerdConfig is containerd's main configuration as containerd sees it (default
 	// PathsRoot/etc/containerd/config.toml). It is read, never written.
 	ContainerdConfig string
-	// ContainerdMajor is 1 (containerd 1.7) or 2 (2.x); 0 tells from ContainerdConfig's version.
+	// ContainerdMajor is 1 (containerd 1.7) or 2 (2.x); 0 tells from ContainerdVersion, from
+	// `containerd --version`, or from ContainerdConfig's version.
 	ContainerdMajor int
+	// ContainerdVersion is containerd's version ("2.3.7", as `containerd --version` or NRI print
+	// it), when known; it decides the line (1.7, 2.2, 2.3, ...) and the rules the configuration
+	// is read with.
+	ContainerdVersion string
+	// ContainerdBinary is a containerd binary (as this process sees it) to ask for its version
+	// when neither ContainerdVersion nor ContainerdMajor is given. Empty: on the node itself
+	// (Root "/") the containerd in PATH, if any; elsewhere (the installer DaemonSet) none.
+	ContainerdBinary string
 	// Binary is the plugin executable's content.
 	Binary []byte
 	// Config is the plugin configuration to install; nil installs the shipped one
@@ -80,10 +91,17 @@ type File struct {
 
 // Result is what install did and found.
 type Result struct {
-	// Major is the containerd major version the drop-in was written for; MajorSource says why.
+	// Major is the containerd major version the drop-in was written for; MajorSource says how
+	// install told (a flag, `containerd --version`, the main configuration's version line).
 	Major       int
 	MajorSource string
-	Files       []File
+	// Line is containerd's release line when install knows it (--containerd-version or
+	// `containerd --version`); LineUnknown when it knows only the major version.
+	Line containerdconfig.Line
+	// DropInVersion is the config version of the drop-in install writes (2, 3 or 4; see
+	// dropInVersion).
+	DropInVersion int
+	Files         []File
 	// Active: containerd will start the plugin at its next start (NRI on, the drop-in's
 	// directories in effect). When false, Warnings say why.
 	Active bool
@@ -126,23 +144,34 @@ func Run(opts Options) (*Result, error) {
 	pluginNode := node(PluginDir, PluginName)
 	configNode := node(ConfigDir, ConfigName)
 	dropInNode := node(DropInDir, DropInName)
-	res := &Result{Major: opts.ContainerdMajor, MajorSource: "--containerd-major"}
-
-	if res.Major == 0 {
-		if res.Major, res.MajorSource, err = majorOf(v, opts.ContainerdConfig); err != nil {
-			return nil, err
-		}
+	tgt, err := resolveTarget(v, opts)
+	if err != nil {
+		return nil, err
 	}
-	dropIn, err := RenderDropIn(res.Major, opts.PathsRoot)
+	res := &Result{Major: tgt.major, MajorSource: tgt.source, Line: tgt.line, DropInVersion: tgt.dropInVersion, Notes: tgt.notes}
+	dropIn, err := RenderDropInVersion(tgt.dropInVersion, opts.PathsRoot)
 	if err != nil {
 		return nil, badInput("%w", err)
+	}
+	// The other variants install ships, as it would write them here: a drop-in holding one of
+	// them is install's own (written for another version or line), not someone's edit.
+	var variants [][]byte
+	for version := 2; version <= 4; version++ {
+		if version == tgt.dropInVersion {
+			continue
+		}
+		other, err := RenderDropInVersion(version, opts.PathsRoot)
+		if err != nil {
+			return nil, badInput("%w", err)
+		}
+		variants = append(variants, other)
 	}
 
 	// Plan every file before writing any.
 	plans := []plan{
 		{node: pluginNode, data: opts.Binary, mode: 0o755},
 		{node: configNode, data: opts.Config, mode: 0o644, edited: true},
-		{node: dropInNode, data: dropIn, mode: 0o644, edited: true},
+		{node: dropInNode, data: dropIn, mode: 0o644, edited: true, variants: variants},
 	}
 	var writes []plan
 	dropInAfter := dropIn // the drop-in as containerd will read it
@@ -167,7 +196,7 @@ func Run(opts Options) (*Result, error) {
 	}
 
 	// What containerd will make of it, before anything is written.
-	if err := assess(res, v, opts, dropInNode, dropInAfter); err != nil {
+	if err := assess(res, v, opts, tgt, dropInNode, dropInAfter); err != nil {
 		return nil, err
 	}
 	res.Warnings = append(res.Warnings, scanPluginDir(v.local(node(PluginDir)))...)
@@ -196,6 +225,9 @@ func (opts *Options) complete() error {
 	opts.ContainerdConfig = filepath.Clean(opts.ContainerdConfig)
 	if opts.ContainerdMajor != 0 && opts.ContainerdMajor != 1 && opts.ContainerdMajor != 2 {
 		return badInput("containerd major version %d: want 1 (containerd 1.7) or 2 (containerd 2.x)", opts.ContainerdMajor)
+	}
+	if opts.ContainerdBinary != "" && !filepath.IsAbs(opts.ContainerdBinary) {
+		return badInput("containerd binary %q: want an absolute path", opts.ContainerdBinary)
 	}
 	if len(opts.Binary) == 0 {
 		return badInput("the plugin binary is empty")
@@ -239,8 +271,11 @@ type plan struct {
 	data       []byte
 	mode       fs.FileMode
 	edited     bool // a configuration file: someone else's edit is kept without Force
-	current    current
-	backup     string // where the current content goes before it is replaced
+	// variants are other contents install writes at this path (the drop-in for other
+	// containerd versions): found there, they are replaced like an outdated binary.
+	variants [][]byte
+	current  current
+	backup   string // where the current content goes before it is replaced
 }
 
 // decide compares what p.path holds with what install would write.
@@ -257,6 +292,8 @@ func decide(p *plan, force bool, now func() time.Time) (File, error) {
 		f.Action = Created
 	case cur.same(p.data, p.mode):
 		f.Action = Unchanged
+	case differs && slices.ContainsFunc(p.variants, func(v []byte) bool { return bytes.Equal(v, cur.data) }):
+		f.Action, f.Note = Updated, "install's variant for another containerd version replaced"
 	case differs && p.edited && !force:
 		f.Action, f.Note = Kept, "differs from what install would write; left as it is (--force replaces it, keeping a backup)"
 	case differs && p.edited:
@@ -281,14 +318,14 @@ func writtenPaths(ps []plan) string {
 
 // assess reads containerd's configuration as it will be after install and fills res.Active,
 // Notes and Warnings. It fails when the drop-in would stop containerd from starting.
-func assess(res *Result, v view, opts Options, dropInNode string, dropInAfter []byte) error {
+func assess(res *Result, v view, opts Options, tgt target, dropInNode string, dropInAfter []byte) error {
 	main := opts.ContainerdConfig
-	after, errAfter := evaluate(v, main, res.Major, dropInNode, dropInAfter)
+	after, errAfter := evaluate(v, main, tgt.configOptions(), dropInNode, dropInAfter)
 	if _, ok := errors.AsType[*stagedError](errAfter); errAfter != nil && !ok {
 		return errAfter
 	}
 	if errAfter != nil {
-		_, errBefore := evaluate(v, main, res.Major, dropInNode, nil)
+		_, errBefore := evaluate(v, main, tgt.configOptions(), dropInNode, nil)
 		if _, ok := errors.AsType[*stagedError](errBefore); errBefore != nil && !ok {
 			return errBefore
 		}
@@ -308,7 +345,7 @@ func assess(res *Result, v view, opts Options, dropInNode string, dropInAfter []
 	switch {
 	case after.mainMissing:
 		msg := fmt.Sprintf("%s does not exist: containerd runs on its built-in defaults and loads no drop-in (create it with `version = %d` and %s to load %s)",
-			main, map[int]int{1: 2, 2: 3}[res.Major], importLine, dropInNode)
+			main, res.DropInVersion, importLine, dropInNode)
 		if res.Active {
 			res.Notes = append(res.Notes, msg+"; containerd's defaults start the plugin anyway")
 		} else {

@@ -138,17 +138,21 @@ func TestInstallFreshNodeAndIdempotent(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		daemonSet bool
-		version   int
+		version   int // the main configuration's
 		major     int
+		dropIn    int // the drop-in's version
 		shipped   []byte
 	}{
-		{"containerd-2.x", false, 3, 2, etc.DropIn2},
-		{"containerd-1.7", false, 2, 1, etc.DropIn17},
-		{"containerd-2.x/daemonset-view", true, 3, 2, etc.DropIn2},
-		{"containerd-1.7/daemonset-view", true, 2, 1, etc.DropIn17},
-		// containerd 2.3+ writes version 4; the version-3 drop-in is migrated when loaded.
-		{"containerd-2.3", false, 4, 2, etc.DropIn2},
-		{"containerd-2.3/daemonset-view", true, 4, 2, etc.DropIn2},
+		// Each line's main configuration in its own default format (`containerd config
+		// default`): the drop-in has the same version.
+		{"containerd-2.x", false, 3, 2, 3, etc.DropIn2},
+		{"containerd-1.7", false, 2, 1, 2, etc.DropIn17},
+		{"containerd-2.x/daemonset-view", true, 3, 2, 3, etc.DropIn2},
+		{"containerd-1.7/daemonset-view", true, 2, 1, 2, etc.DropIn17},
+		// containerd 2.3+ writes version 4, which only 2.3+ read: a version-4 drop-in, read as is
+		// (a version-3 one would work too, migrated with a warning at every start).
+		{"containerd-2.3", false, 4, 2, 4, etc.DropIn23},
+		{"containerd-2.3/daemonset-view", true, 4, 2, 4, etc.DropIn23},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := newNode(t, tc.daemonSet)
@@ -156,8 +160,8 @@ func TestInstallFreshNodeAndIdempotent(t *testing.T) {
 			n.mainConfig(tc.version, true, cri)
 			res := n.run(n.opts())
 			wantActions(t, res, Created, Created, Created)
-			if res.Major != tc.major || !res.Active || len(res.Warnings) != 0 {
-				t.Fatalf("major %d active %v warnings %q", res.Major, res.Active, res.Warnings)
+			if res.Major != tc.major || res.DropInVersion != tc.dropIn || !res.Active || len(res.Warnings) != 0 {
+				t.Fatalf("major %d drop-in version %d active %v warnings %q", res.Major, res.DropInVersion, res.Active, res.Warnings)
 			}
 			if !strings.Contains(res.MajorSource, fmt.Sprintf("version = %d in %s", tc.version, n.p(ContainerdConfig))) {
 				t.Errorf("major source %q", res.MajorSource)
@@ -175,7 +179,7 @@ func TestInstallFreshNodeAndIdempotent(t *testing.T) {
 			if got := n.read(ConfigDir + "/" + ConfigName); got != string(etc.PluginConfig) {
 				t.Errorf("config is not the shipped one")
 			}
-			dropIn, _ := RenderDropIn(tc.major, n.paths)
+			dropIn, _ := RenderDropInVersion(tc.dropIn, n.paths)
 			if got := n.read(DropInDir + "/" + DropInName); got != string(dropIn) {
 				t.Errorf("drop-in:\n%s\nwant\n%s", got, dropIn)
 			}
@@ -397,7 +401,17 @@ func TestInstallRefuses(t *testing.T) {
 	}{
 		{name: "main config without version", setup: func(n *node) { n.write(ContainerdConfig, "") },
 			want: "cannot tell containerd 1.7 from 2.x"},
-		{name: "main config missing", setup: func(n *node) {}, want: "does not exist; pass --containerd-major"},
+		{name: "main config missing", setup: func(n *node) {}, want: "does not exist; pass --containerd-version (e.g. 2.3.7), or --containerd-major"},
+		{name: "bad containerd version", setup: func(n *node) { n.mainConfig(3, true, "") },
+			opts: func(o *Options) { o.ContainerdVersion = "1.6.30" }, input: true, want: "only 1.7 and 2.x are supported"},
+		{name: "containerd version and major disagree", setup: func(n *node) { n.mainConfig(3, true, "") },
+			opts: func(o *Options) { o.ContainerdVersion, o.ContainerdMajor = "2.3.7", 1 }, input: true, want: "disagree"},
+		{name: "relative containerd binary", setup: func(n *node) { n.mainConfig(3, true, "") },
+			opts: func(o *Options) { o.ContainerdBinary = "bin/containerd" }, input: true, want: "absolute"},
+		{name: "containerd binary that fails", setup: func(n *node) { n.mainConfig(3, true, "") },
+			opts: func(o *Options) { o.ContainerdBinary = fakeContainerd(t, "echo broken >&2; exit 3") }, want: "asking containerd for its version"},
+		{name: "not containerd", setup: func(n *node) { n.mainConfig(3, true, "") },
+			opts: func(o *Options) { o.ContainerdBinary = fakeContainerd(t, "echo runc version 1.3.6") }, want: "not containerd's version line"},
 		{
 			// A version-2 drop-in merged with a version-1 main using short plugin names: 1.7 refuses to start.
 			name: "drop-in would break containerd 1.7",

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandbox-guard/sandbox-guard/internal/containerdconfig"
 	"github.com/sandbox-guard/sandbox-guard/test/e2e/harness"
 )
 
@@ -169,43 +170,52 @@ func TestBridgeOffTouchesNothing(t *testing.T) {
 	})
 }
 
+// The check command reads containerd's configuration file only (no containerd runs), so this
+// test does not start a node per line; it covers the file formats of the lines the rule is about:
+// version 3 (2.0-2.2) and version 4 (2.3 and 2.4), whose CRI pulls go through the transfer
+// service. containerd 1.7 has no transfer service (its case is internal/containerdconfig's).
 func TestBridgeNotEffectiveWithTwoConfigDirs(t *testing.T) {
 	env := harness.Load(t)
-	dir := t.TempDir()
-	ctrCfg := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(ctrCfg, []byte(`version = 3
+	for _, version := range []int{3, 4} {
+		t.Run(fmt.Sprintf("config-v%d", version), func(t *testing.T) {
+			t.Parallel() // each waits ~5 s for the absent containerd
+			dir := t.TempDir()
+			ctrCfg := filepath.Join(dir, "config.toml")
+			if err := os.WriteFile(ctrCfg, []byte(fmt.Sprintf(`version = %d
 [plugins.'io.containerd.cri.v1.images'.registry]
   config_path = "/etc/containerd/certs.d:/etc/docker/certs.d"
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "sg.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`preset: none
+`, version)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg := filepath.Join(dir, "sg.yaml")
+			if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`preset: none
 sandboxImage: 602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.10
 containerd: {configFile: %s, address: %s}
 ecr: {credentialBridge: true}
 `, ctrCfg, filepath.Join(dir, "no-containerd.sock"))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, _ := exec.Command(env.Plugin, "check", "--config", cfg, "-o", "json").Output()
-	var rep struct {
-		Checks []struct {
-			Name, Detail string
-			OK           bool
-		} `json:"checks"`
-	}
-	if err := json.Unmarshal(out, &rep); err != nil {
-		t.Fatalf("check -o json: %v\n%s", err, out)
-	}
-	for _, c := range rep.Checks {
-		if c.Name == "credential-bridge" {
-			if c.OK || !strings.Contains(c.Detail, "NOT effective") || !strings.Contains(c.Detail, "use_local_image_pull = true") {
-				t.Fatalf("credential-bridge check = %+v, want not effective with the fix", c)
+				t.Fatal(err)
 			}
-			return
-		}
+			out, _ := exec.Command(env.Plugin, "check", "--config", cfg, "-o", "json").Output()
+			var rep struct {
+				Checks []struct {
+					Name, Detail string
+					OK           bool
+				} `json:"checks"`
+			}
+			if err := json.Unmarshal(out, &rep); err != nil {
+				t.Fatalf("check -o json: %v\n%s", err, out)
+			}
+			for _, c := range rep.Checks {
+				if c.Name == "credential-bridge" {
+					if c.OK || !strings.Contains(c.Detail, "NOT effective") || !strings.Contains(c.Detail, "use_local_image_pull = true") {
+						t.Fatalf("credential-bridge check = %+v, want not effective with the fix", c)
+					}
+					return
+				}
+			}
+			t.Fatalf("no credential-bridge check in %s", out)
+		})
 	}
-	t.Fatalf("no credential-bridge check in %s", out)
 }
 
 func snapshotDir(t *testing.T, dir string) string {
@@ -279,8 +289,15 @@ func TestBridgeFailsSafeWhenTheTokenGoesStale(t *testing.T) {
 		if err == nil {
 			t.Fatal("runp succeeded with only a stale token and no credentials")
 		}
-		if !strings.Contains(err.Error(), "failed to get sandbox image") {
-			t.Fatalf("runp failed elsewhere than at the sandbox image pull: %v", err)
+		// containerd 1.7 and 2.2 pull the sandbox image in the pod sandbox controller ("failed to
+		// get sandbox image"); from 2.3 the CRI service pulls it itself before starting the
+		// sandbox (v2.3.7 internal/cri/server/sandbox_run.go ensurePauseImageExists).
+		atPull := "failed to get sandbox image"
+		if c.Line >= containerdconfig.Line23 {
+			atPull = fmt.Sprintf("failed to pull image %q", n.SandboxImage)
+		}
+		if !strings.Contains(err.Error(), atPull) {
+			t.Fatalf("runp failed elsewhere than at the sandbox image pull (want %q): %v", atPull, err)
 		}
 		if front.Anonymous() == anonBefore {
 			t.Fatalf("containerd did not fall back to the header-less server entry")

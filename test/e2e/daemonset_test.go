@@ -39,7 +39,8 @@ func buildImage(t *testing.T, env *harness.Env) string {
 func daemonSetContainer(t *testing.T, n *harness.RootNode, ds *corev1.PodSpec, configDir string, overrides map[string]string) harness.ContainerSpec {
 	t.Helper()
 	c := ds.Containers[0]
-	spec := harness.ContainerSpec{Name: "sandbox-guard", Image: imageRef, Command: c.Command, Args: c.Args, HostNetwork: ds.HostNetwork}
+	// Copies: the lines' subtests share ds and run in parallel, and tests append to Args.
+	spec := harness.ContainerSpec{Name: "sandbox-guard", Image: imageRef, Command: slices.Clone(c.Command), Args: slices.Clone(c.Args), HostNetwork: ds.HostNetwork}
 	sc := c.SecurityContext
 	if sc.Privileged != nil {
 		spec.Privileged = *sc.Privileged
@@ -114,8 +115,9 @@ func TestDaemonSetExternalPluginGates(t *testing.T) {
 		n := harness.StartNodeWithConfig(t, env, c, harness.NodeOptions{}, func(n *harness.RootNode) {
 			must(t, os.WriteFile(n.ConfigFile, []byte(n.ImportingMainConfig()), 0o644))
 			must(t, os.WriteFile(filepath.Join(n.ConfigD(), "00-test.toml"), []byte(n.TestDropIn()), 0o644))
-			// NRI on, the way install does it, but no pre-registered plugin: the pod is the plugin.
-			dropIn, err := install.RenderDropIn(c.Major, n.Root)
+			// NRI on, the way install does it (a drop-in of the main configuration's version), but
+			// no pre-registered plugin: the pod is the plugin.
+			dropIn, err := install.RenderDropInVersion(c.ConfigVersion(), n.Root)
 			must(t, err)
 			must(t, os.WriteFile(filepath.Join(n.ConfigD(), install.DropInName), dropIn, 0o644))
 		})

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandbox-guard/sandbox-guard/internal/containerdconfig"
+	"github.com/sandbox-guard/sandbox-guard/internal/install"
 	"github.com/sandbox-guard/sandbox-guard/test/e2e/harness"
 )
 
@@ -89,9 +91,19 @@ checks:
 			if strings.Contains(stderr, "WARNING") || !strings.Contains(stderr, "starts sandbox-guard at its next start") {
 				t.Errorf("install stderr:\n%s", stderr)
 			}
-			wantVersion := map[int]string{1: "version = 2\n", 2: "version = 3\n"}[c.Major]
+			// The drop-in is in the format of the main configuration, the line's own (version 2
+			// for 1.7, 3 for 2.2, 4 for 2.3 and 2.4), and containerd loads all of it as it is.
+			wantVersion := fmt.Sprintf("\nversion = %d\n", c.ConfigVersion())
 			if b := readFile(t, filepath.Join(n.ConfigD(), "sandbox-guard-nri.toml")); !strings.Contains(b, wantVersion) {
-				t.Errorf("drop-in for %s lacks %q", c.Name, wantVersion)
+				t.Errorf("drop-in for %s lacks %q", c.Name, strings.TrimSpace(wantVersion))
+			}
+			dump, logged, err := c.ConfigDump(n.ConfigFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantNRIOn(t, dump, n.Root)
+			if strings.Contains(logged, "migrated") {
+				t.Errorf("%s migrated a file of the node's configuration:\n%s", c.Name, logged)
 			}
 
 			// Twice: nothing changes, not even an mtime.
@@ -161,6 +173,93 @@ func TestInstallWarnsWithoutImports(t *testing.T) {
 	})
 }
 
+// wantNRIOn fails the test unless the configuration containerd dumped has NRI on, with the
+// plugin directories and socket of a node laid out under root (where install --paths-root root
+// points them).
+func wantNRIOn(t *testing.T, dump map[string]any, root string) {
+	t.Helper()
+	plugins, _ := dump["plugins"].(map[string]any)
+	nri, _ := plugins["io.containerd.nri.v1.nri"].(map[string]any)
+	want := map[string]any{"disable": false, "plugin_path": filepath.Join(root, install.PluginDir),
+		"plugin_config_path": filepath.Join(root, install.ConfigDir), "socket_path": filepath.Join(root, install.NRISocket)}
+	for k, v := range want {
+		if nri[k] != v {
+			t.Errorf("containerd config dump: NRI %s = %v, want %v (NRI table %v)", k, nri[k], v, nri)
+		}
+	}
+}
+
+// sandboxImage is the sandbox image in a configuration containerd dumped.
+func sandboxImage(dump map[string]any, c harness.Containerd) any {
+	plugins, _ := dump["plugins"].(map[string]any)
+	if c.Major == 1 {
+		cri, _ := plugins["io.containerd.grpc.v1.cri"].(map[string]any)
+		return cri["sandbox_image"]
+	}
+	images, _ := plugins["io.containerd.cri.v1.images"].(map[string]any)
+	pinned, _ := images["pinned_images"].(map[string]any)
+	return pinned["sandbox"]
+}
+
+// Every main configuration version each line reads (1.7: 2; 2.2: 2 and 3; 2.3 and 2.4: 2, 3
+// and 4), with the sandbox image set the way that version spells it: `sandbox-guard install`,
+// asking the real containerd binary for its version, writes a drop-in that this containerd
+// loads (`containerd config dump`: NRI on at the plugin's paths) without losing the main
+// configuration's settings. The node's own format is also started for real, with the plugin
+// running, by TestInstallPreRegistersThePlugin.
+func TestInstallDropInLoadsWithEveryMainVersion(t *testing.T) {
+	harness.ForEachContainerd(t, func(t *testing.T, c harness.Containerd) {
+		env := harness.Load(t)
+		const image = "example.com/pause:main-config"
+		for version := 2; version <= c.ConfigVersion(); version++ {
+			t.Run(fmt.Sprintf("main-v%d", version), func(t *testing.T) {
+				root := t.TempDir()
+				main, configD := filepath.Join(root, install.ContainerdConfig), filepath.Join(root, install.DropInDir)
+				cri := fmt.Sprintf("[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = %q\n", image)
+				if version == 2 {
+					cri = fmt.Sprintf("[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = %q\n", image)
+				}
+				must(t, os.MkdirAll(filepath.Dir(main), 0o755))
+				must(t, os.WriteFile(main, []byte(fmt.Sprintf("version = %d\nimports = [%q]\n%s", version, filepath.Join(configD, "*.toml"), cri)), 0o644))
+
+				bin := filepath.Join(c.BinDir, "containerd")
+				cmd := exec.Command(env.Plugin, "install", "--root", root, "--paths-root", root, "--containerd-bin", bin)
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Fatalf("sandbox-guard install: %v\n%s", err, out)
+				}
+				wantLine := fmt.Sprintf("containerd %s (`%s --version`: %s; drop-in version %d) starts sandbox-guard", c.Line, bin, c.Version, version)
+				if !strings.Contains(string(out), wantLine) || strings.Contains(string(out), "WARNING") {
+					t.Errorf("install output lacks %q or warns:\n%s", wantLine, out)
+				}
+				dump, logged, err := c.ConfigDump(main)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantNRIOn(t, dump, root)
+				if got := sandboxImage(dump, c); got != image {
+					t.Errorf("sandbox image %v with the drop-in, want the main configuration's %s; containerd logged:\n%s", got, image, logged)
+				}
+
+				// Why install does not simply write version 3 for every 2.x: containerd 2.2 then
+				// skips migrating a version-2 main configuration's CRI tables.
+				if c.Line == containerdconfig.Line22 && version == 2 {
+					v3, err := install.RenderDropInVersion(3, root)
+					must(t, err)
+					must(t, os.WriteFile(filepath.Join(configD, install.DropInName), v3, 0o644))
+					dump, _, err := c.ConfigDump(main)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := sandboxImage(dump, c); got == image {
+						t.Errorf("%s kept the sandbox image with a version-3 drop-in after a version-2 main configuration: install's rule for it is not needed", c.Name)
+					}
+				}
+			})
+		}
+	})
+}
+
 // wantHTTP waits until GET http://127.0.0.1:9809<path> in the node's network namespace (where
 // the DaemonSet's probes go: hostNetwork) answers code.
 func wantHTTP(t *testing.T, ns *harness.NetNS, path string, code int) {
@@ -195,7 +294,7 @@ func TestInstallWatchRepairs(t *testing.T) {
 		root := t.TempDir()
 		main := filepath.Join(root, "etc/containerd/config.toml")
 		must(t, os.MkdirAll(filepath.Dir(main), 0o755))
-		must(t, os.WriteFile(main, []byte(fmt.Sprintf("version = %d\nimports = [%q]\n", map[int]int{1: 2, 2: 3}[c.Major], filepath.Join(root, "etc/containerd/config.d/*.toml"))), 0o644))
+		must(t, os.WriteFile(main, []byte(fmt.Sprintf("version = %d\nimports = [%q]\n", c.ConfigVersion(), filepath.Join(root, "etc/containerd/config.d/*.toml"))), 0o644))
 		cmd := exec.Command(env.Plugin, "install", "--root", root, "--paths-root", root, "--force", "--watch", "100ms")
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -213,13 +312,12 @@ func TestInstallWatchRepairs(t *testing.T) {
 		exists := func(p string) func() error {
 			return func() error { _, err := os.Stat(p); return err }
 		}
-		dropIn := filepath.Join(root, "etc/containerd/config.d/sandbox-guard-nri.toml")
-		// The drop-in is written last: once it is there, the first round is complete (a read of
-		// the configuration before it was written would see nothing).
-		harness.Eventually(t, 5*time.Second, "first install", exists(dropIn))
+		// The first round writes the binary, the configuration, then the drop-in: once the
+		// drop-in exists, the configuration read here is the installed one.
+		harness.Eventually(t, 5*time.Second, "first install", exists(filepath.Join(root, "etc/containerd/config.d/sandbox-guard-nri.toml")))
 		original := readFile(t, conf)
 		if original == "" {
-			t.Fatal("no configuration installed")
+			t.Fatal("the first install left the configuration empty")
 		}
 
 		must(t, os.Remove(bin))

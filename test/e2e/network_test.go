@@ -162,6 +162,8 @@ checks:
 	})
 }
 
+// The check command on its own, in a network namespace: it asks no containerd (the checks are
+// iptables and a file, sandboxImage is off), so it runs once, not per containerd line.
 func TestCheckCommand(t *testing.T) {
 	env := harness.Load(t)
 	ns := harness.NewNetNS(t)

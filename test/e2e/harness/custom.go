@@ -107,15 +107,11 @@ func (n *RootNode) TestDropIn() string {
 	return "# Test settings (harness.TestDropIn); NRI is configured by another file.\n" + string(out)
 }
 
-// ImportingMainConfig returns a main configuration holding nothing but the version line and
-// the imports line that loads every drop-in in ConfigD, as on a node that keeps its settings in
-// drop-ins.
+// ImportingMainConfig returns a main configuration holding nothing but the version line (the
+// version the line's `containerd config default` writes) and the imports line that loads every
+// drop-in in ConfigD, as on a node that keeps its settings in drop-ins.
 func (n *RootNode) ImportingMainConfig() string {
-	version := 3
-	if n.C.Major == 1 {
-		version = 2
-	}
-	return fmt.Sprintf("version = %d\nimports = [%q]\n", version, filepath.Join(n.ConfigD(), "*.toml"))
+	return fmt.Sprintf("version = %d\nimports = [%q]\n", n.C.ConfigVersion(), filepath.Join(n.ConfigD(), "*.toml"))
 }
 
 // Mount is a bind mount into a container.

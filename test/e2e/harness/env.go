@@ -1,10 +1,11 @@
-// Package harness runs real nodes for sandbox-guard's end-to-end tests: containerd (2.x and
-// 1.7) with CRI and NRI, runc, CNI and an auth-protected registry, each test in a network
-// namespace of its own, so iptables chains, bridges and loopback servers never touch the host.
-// Everything is torn down when the test ends, pass or fail.
+// Package harness runs real nodes for sandbox-guard's end-to-end tests: containerd (1.7, 2.2,
+// 2.3 and 2.4) with CRI and NRI, runc, CNI and an auth-protected registry, each test in a
+// network namespace of its own, so iptables chains, bridges and loopback servers never touch the
+// host. Everything is torn down when the test ends, pass or fail.
 package harness
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,13 +14,36 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/sandbox-guard/sandbox-guard/internal/containerdconfig"
 )
 
 // Containerd is one containerd build under test.
 type Containerd struct {
-	Name   string // "containerd-2.x" or "containerd-1.7", used as the subtest name
-	Major  int    // 2 or 1
-	BinDir string // holds containerd, ctr, containerd-shim-runc-v2
+	Name    string                // "containerd-2.2", "containerd-1.7", ...: the subtest name
+	Major   int                   // 2 or 1
+	Line    containerdconfig.Line // the release line (2.2, 2.3, ...)
+	Version string                // what `containerd --version` says, e.g. "2.3.7+unknown"
+	BinDir  string                // holds containerd, ctr, containerd-shim-runc-v2
+}
+
+// ConfigVersion is the config version this line's `containerd config default` writes, the
+// format the harness writes the node's configuration in: 2 for 1.7, 3 for 2.0-2.2, 4 from 2.3.
+func (c Containerd) ConfigVersion() int { return c.Line.ConfigVersion() }
+
+// lines are the containerd lines every end-to-end test runs on, with the variable
+// test/tools/install-deps.sh exports for each. The first is what test/demo and test/bench use.
+var lines = []struct {
+	line containerdconfig.Line
+	env  string
+}{
+	{containerdconfig.Line22, "SG_CONTAINERD2"},
+	{containerdconfig.Line23, "SG_CONTAINERD23"},
+	{containerdconfig.Line24, "SG_CONTAINERD24"},
+	{containerdconfig.Line17, "SG_CONTAINERD17"},
 }
 
 // Env is what the machine provides, found through environment variables set by
@@ -82,17 +106,12 @@ func load() (*Env, error) {
 		return nil, err
 	}
 	e := &Env{RepoRoot: root, Runc: os.Getenv("SG_RUNC"), CNIBin: os.Getenv("SG_CNI_BIN"), Registry: os.Getenv("SG_REGISTRY")}
-	for _, c := range []Containerd{{"containerd-2.x", 2, os.Getenv("SG_CONTAINERD2")}, {"containerd-1.7", 1, os.Getenv("SG_CONTAINERD17")}} {
-		if c.BinDir == "" {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(c.BinDir, "containerd")); err != nil {
-			return nil, fmt.Errorf("%s: %w", c.Name, err)
+	for _, l := range lines {
+		c, err := containerdAt(l.line, l.env)
+		if err != nil {
+			return nil, err
 		}
 		e.Containerds = append(e.Containerds, c)
-	}
-	if len(e.Containerds) != 2 {
-		return nil, fmt.Errorf("SG_CONTAINERD2 and SG_CONTAINERD17 must both name containerd bin dirs")
 	}
 	for name, p := range map[string]string{"SG_RUNC": e.Runc, "SG_CNI_BIN": filepath.Join(e.CNIBin, "bridge"), "SG_REGISTRY": e.Registry} {
 		if _, err := os.Stat(p); p == "" || err != nil {
@@ -131,6 +150,34 @@ func load() (*Env, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// containerdAt finds the containerd of one line in the bin dir env names, and checks with
+// `containerd --version` that it is of that line: a variable pointing at the wrong build would
+// otherwise test one line twice under two names.
+func containerdAt(line containerdconfig.Line, env string) (Containerd, error) {
+	c := Containerd{Name: "containerd-" + line.String(), Major: line.Major(), Line: line, BinDir: os.Getenv(env)}
+	if c.BinDir == "" {
+		return c, fmt.Errorf("%s: %s is not set (test/tools/install-deps.sh builds every line and exports it)", c.Name, env)
+	}
+	bin := filepath.Join(c.BinDir, "containerd")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
+	if err != nil {
+		return c, fmt.Errorf("%s: %s=%s: %s --version: %v", c.Name, env, c.BinDir, bin, err)
+	}
+	// "containerd github.com/containerd/containerd/v2 2.3.7+unknown <commit>"
+	fields := strings.Fields(string(out))
+	if len(fields) < 3 {
+		return c, fmt.Errorf("%s: %s --version answered %q", c.Name, bin, out)
+	}
+	c.Version = fields[2]
+	got, _, err := containerdconfig.ParseRuntimeVersion(c.Version)
+	if err != nil || got != line {
+		return c, fmt.Errorf("%s: %s=%s holds containerd %s, not of the %s line", c.Name, env, c.BinDir, c.Version, line)
+	}
+	return c, nil
 }
 
 // crictlHowTo says how to get crictl; every crictl error ends with it.
@@ -178,11 +225,42 @@ func repoRoot() (string, error) {
 	}
 }
 
-// ForEachContainerd runs fn as a subtest per containerd version: every end-to-end test runs
-// against both.
+// ForEachContainerd runs fn as a subtest per containerd line (1.7, 2.2, 2.3, 2.4): every
+// end-to-end test runs on all of them. The subtests run in parallel (go test's -parallel, by
+// default the number of CPUs, bounds how many at once): each node has its own network
+// namespace, directory, sockets, cgroup parent and runc root, so they share nothing but the
+// machine. SG_E2E_SERIAL=1 runs them one after another. fn must not call t.Parallel itself, and
+// whatever it shares with the other lines' subtests must be safe for concurrent use. Parallel
+// subtests start only when the calling test function returns: code after ForEachContainerd runs
+// before them (the caller's t.Cleanup functions run after them).
 func ForEachContainerd(t *testing.T, fn func(t *testing.T, c Containerd)) {
 	env := Load(t)
+	serial := os.Getenv("SG_E2E_SERIAL") == "1"
 	for _, c := range env.Containerds {
-		t.Run(c.Name, func(t *testing.T) { fn(t, c) })
+		t.Run(c.Name, func(t *testing.T) {
+			if !serial {
+				t.Parallel()
+			}
+			fn(t, c)
+		})
 	}
+}
+
+// ConfigDump runs `containerd --config main config dump` of this line (no daemon, no root
+// needed) and returns the configuration containerd would run with, decoded, and what it logged
+// while loading it (e.g. migration warnings). An error holds containerd's own message.
+func (c Containerd) ConfigDump(main string) (map[string]any, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(c.BinDir, "containerd"), "--config", main, "config", "dump")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, stderr.String(), fmt.Errorf("%s config dump of %s: %v: %s", c.Name, main, err, strings.TrimSpace(stderr.String()))
+	}
+	var doc map[string]any
+	if err := toml.Unmarshal([]byte(stdout.String()), &doc); err != nil {
+		return nil, stderr.String(), fmt.Errorf("%s config dump of %s: %v\n%s", c.Name, main, err, stdout.String())
+	}
+	return doc, stderr.String(), nil
 }

@@ -111,10 +111,23 @@ func StartNode(t testing.TB, env *Env, c Containerd, opts NodeOptions) *Node {
 		opts.BeforeStart(n)
 	}
 	n.Start()
+	n.checkNotMigrated()
 	if !opts.NoSandboxImage {
 		n.CRI.MustPull(n.SandboxImage, n.Registry.User+":"+n.Registry.Password)
 	}
 	return n
+}
+
+// checkNotMigrated fails the test when containerd migrated the configuration the harness wrote
+// (containerd 2.x logs "Configuration migrated from version N" for every file of an older
+// version): the node would then not run on its line's own format.
+func (n *Node) checkNotMigrated() {
+	n.t.Helper()
+	b, err := os.ReadFile(n.LogFile)
+	must(n.t, err)
+	if strings.Contains(string(b), "Configuration migrated from version") {
+		n.t.Errorf("%s migrated the harness's version-%d configuration instead of reading it as is; log:\n%s", n.C.Name, n.C.ConfigVersion(), n.Tail(40))
+	}
 }
 
 // WriteCNIConfig (re)writes the node's CNI network: a bridge with host-local IPAM.
@@ -326,9 +339,16 @@ func tailFile(path string, lines int) string {
 }
 
 func (n *Node) writeContainerdConfig() {
-	tmpl := containerd2Config
-	if n.C.Major == 1 {
+	var tmpl string
+	switch n.C.ConfigVersion() {
+	case 2:
 		tmpl = containerd17Config
+	case 3:
+		tmpl = containerd22Config
+	case 4:
+		tmpl = containerd23Config
+	default:
+		n.t.Fatalf("%s: no configuration template for config version %d", n.C.Name, n.C.ConfigVersion())
 	}
 	var b strings.Builder
 	must(n.t, template.Must(template.New("config").Parse(tmpl)).Execute(&b, map[string]string{
@@ -339,9 +359,15 @@ func (n *Node) writeContainerdConfig() {
 	must(n.t, os.WriteFile(n.ConfigFile, []byte(b.String()), 0o644))
 }
 
+// Each line's configuration is written in the format its own `containerd config default`
+// writes, so that no line runs on a migrated configuration: version 2 for 1.7, 3 for 2.0-2.2, 4
+// for 2.3 and 2.4 (StartNode checks that containerd logged no migration).
+//
 // Facts from ../shared/reference/test-environment.md: restrict_oom_score_adj because these
 // machines lack CAP_SYS_RESOURCE; cgroupfs because cgroup v1; own root/state/sockets.
-const containerd2Config = `version = 3
+//
+// Version 3 (containerd 2.0-2.2): the server settings are top-level sections.
+const containerd22Config = `version = 3
 root = "{{.Dir}}/root"
 state = "{{.Dir}}/state"
 
@@ -351,7 +377,28 @@ state = "{{.Dir}}/state"
   address = "{{.Socket}}.ttrpc"
 [metrics]
   address = ""
+` + containerd2Plugins
 
+// Version 4 (containerd 2.3 and later): [grpc], [ttrpc], [debug] and [metrics] became the
+// server plugins io.containerd.server.v1.* (containerd v2.3.7 cmd/containerd/server/config
+// serviceMigrate; `containerd config default` of 2.3.7 and 2.4.2). A version-4 ttrpc address is
+// no longer derived from the gRPC one: without its own it would be the machine-wide
+// /run/containerd/containerd.sock.ttrpc. The debug socket stays off, as by default.
+const containerd23Config = `version = 4
+root = "{{.Dir}}/root"
+state = "{{.Dir}}/state"
+
+[plugins.'io.containerd.server.v1.grpc']
+  address = "{{.Socket}}"
+[plugins.'io.containerd.server.v1.ttrpc']
+  address = "{{.Socket}}.ttrpc"
+[plugins.'io.containerd.server.v1.metrics']
+  address = ""
+` + containerd2Plugins
+
+// containerd2Plugins are the plugin settings of versions 3 and 4: the CRI and NRI plugin tables
+// kept their names and keys.
+const containerd2Plugins = `
 [plugins.'io.containerd.internal.v1.opt']
   path = "{{.Dir}}/opt"
 [plugins.'io.containerd.nri.v1.nri']
