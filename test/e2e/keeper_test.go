@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -178,3 +179,38 @@ func assertNoSecrets(t *testing.T, n *harness.Node, moreLogs ...string) {
 }
 
 func base64Std(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// `check` asks the running containerd its version and reads containerd's configuration with
+// that line's rules (version 4 on 2.3 and 2.4): the containerd row names both, and the images row
+// sees the image the keeper pulled and pinned.
+func TestCheckReadsConfigForTheRunningContainerd(t *testing.T) {
+	harness.ForEachContainerd(t, func(t *testing.T, c harness.Containerd) {
+		n, _ := keeperNode(t, c, harness.NodeOptions{}, "")
+		imagePinned(t, n, 20*time.Second, "sandbox image pulled by the plugin")
+		cfg := filepath.Join(n.PluginConfDir, "10-sandbox-guard.conf")
+		out, err := n.NS.Command(n.Env.Plugin, "check", "--config", cfg, "-o", "json").Output()
+		if err != nil {
+			t.Fatalf("check: %v\n%s", err, out)
+		}
+		var rep struct {
+			Checks []struct {
+				Name, Detail string
+				OK           bool
+			} `json:"checks"`
+		}
+		if err := json.Unmarshal(out, &rep); err != nil {
+			t.Fatalf("check -o json: %v\n%s", err, out)
+		}
+		rows := map[string]string{}
+		for _, r := range rep.Checks {
+			rows[r.Name] = fmt.Sprintf("ok=%v %s", r.OK, r.Detail)
+		}
+		wantRuntime := fmt.Sprintf("ok=true containerd %s; configuration read as %s (containerd %s)", c.Version, c.Line, c.Version)
+		if !strings.HasPrefix(rows["containerd"], wantRuntime) {
+			t.Errorf("containerd row %q, want it to start with %q", rows["containerd"], wantRuntime)
+		}
+		if want := "ok=true " + n.SandboxImage + " present and pinned"; !strings.HasPrefix(rows["images"], want) {
+			t.Errorf("images row %q, want %q", rows["images"], want)
+		}
+	})
+}
