@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,5 +38,66 @@ func TestWatchOnce(t *testing.T) {
 	err = Watch(context.Background(), o, Sources{Binary: filepath.Join(t.TempDir(), "absent")}, 0, &stdout, &stderr)
 	if _, ok := errors.AsType[*InputError](err); ok || err == nil {
 		t.Errorf("missing binary: %v, want an error that is not an InputError", err)
+	}
+}
+
+// A run that fails part way takes back what it wrote: the previous content where there was one,
+// no file where there was none, no backup.
+func TestWriteAllRollsBack(t *testing.T) {
+	dir := t.TempDir()
+	conf, dropIn, bin := filepath.Join(dir, "conf"), filepath.Join(dir, "drop-in"), filepath.Join(dir, "bin")
+	if err := os.WriteFile(conf, []byte("mode: warn\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writes := []plan{
+		{path: conf, data: []byte("mode: enforce\n"), mode: 0o644, backup: conf + ".bak-1",
+			current: current{exists: true, data: []byte("mode: warn\n"), mode: 0o644}},
+		{path: dropIn, data: []byte("version = 3\n"), mode: 0o644},
+		{path: bin, data: []byte("binary\n"), mode: 0o755},
+	}
+	var order []string
+	err := writeAll(writes, func(path string, data []byte, mode fs.FileMode) error {
+		order = append(order, filepath.Base(path))
+		if path == bin {
+			return errors.New("disk full")
+		}
+		return writeFile(path, data, mode)
+	})
+	if err == nil || !strings.Contains(err.Error(), "disk full") || !strings.Contains(err.Error(), "rolled back: "+conf+", "+dropIn) {
+		t.Fatalf("writeAll = %v, want the failure and what was rolled back", err)
+	}
+	if strings.Join(order, ",") != "conf.bak-1,conf,drop-in,bin" {
+		t.Errorf("write order %v", order)
+	}
+	if b, _ := os.ReadFile(conf); string(b) != "mode: warn\n" {
+		t.Errorf("configuration after the rollback = %q, want the previous one", b)
+	}
+	for _, gone := range []string{dropIn, bin, conf + ".bak-1"} {
+		if _, err := os.Stat(gone); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s left behind (%v)", gone, err)
+		}
+	}
+}
+
+// The binary goes last: containerd never finds a plugin without its configuration and drop-in.
+func TestBinaryLast(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"bin,conf,dropin", "conf,dropin,bin"},
+		{"conf,bin", "conf,bin"},
+		{"bin", "bin"},
+		{"dropin,conf", "dropin,conf"},
+	}
+	for _, tt := range tests {
+		var writes []plan
+		for _, n := range strings.Split(tt.in, ",") {
+			writes = append(writes, plan{node: n})
+		}
+		var got []string
+		for _, p := range binaryLast(writes, "bin") {
+			got = append(got, p.node)
+		}
+		if strings.Join(got, ",") != tt.want {
+			t.Errorf("binaryLast(%s) = %v, want %s", tt.in, got, tt.want)
+		}
 	}
 }

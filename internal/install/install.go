@@ -201,10 +201,26 @@ func Run(opts Options) (*Result, error) {
 	}
 	res.Warnings = append(res.Warnings, scanPluginDir(v.local(node(PluginDir)))...)
 
-	if err := writeAll(writes); err != nil {
+	if err := writeAll(binaryLast(writes, pluginNode), writeFile); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// binaryLast orders the writes so that the plugin binary comes last: containerd must never find
+// a plugin without its configuration and drop-in (and a failed run leaves none of them behind).
+func binaryLast(writes []plan, binary string) []plan {
+	out := slices.Clone(writes)
+	slices.SortStableFunc(out, func(a, b plan) int {
+		switch {
+		case a.node == binary && b.node != binary:
+			return 1
+		case b.node == binary && a.node != binary:
+			return -1
+		}
+		return 0
+	})
+	return out
 }
 
 // complete checks opts and fills in its defaults. Its errors are InputErrors.
@@ -244,25 +260,49 @@ func (opts *Options) complete() error {
 	return nil
 }
 
-// writeAll writes the planned files in order, each one's backup first. An error names the
-// files already written.
-func writeAll(writes []plan) error {
+// writeAll writes the planned files in order with write, each one's backup first, each
+// atomically. When one fails, what this run wrote is put back as it was (files it created are
+// removed), so the node never keeps half an installation; the error says so.
+func writeAll(writes []plan, write func(path string, data []byte, mode fs.FileMode) error) error {
 	for i, p := range writes {
 		var err error
 		if p.backup != "" {
-			err = writeFile(p.backup, p.current.data, p.current.mode)
+			err = write(p.backup, p.current.data, p.current.mode)
 		}
 		if err == nil {
-			err = writeFile(p.path, p.data, p.mode)
+			err = write(p.path, p.data, p.mode)
 		}
 		if err != nil {
+			if rerr := rollback(writes[:i+1]); rerr != nil {
+				return fmt.Errorf("%w; rolling back %s failed: %w", err, writtenPaths(writes[:i]), rerr)
+			}
 			if i > 0 {
-				err = fmt.Errorf("%w (already written: %s)", err, writtenPaths(writes[:i]))
+				err = fmt.Errorf("%w (rolled back: %s)", err, writtenPaths(writes[:i]))
 			}
 			return err
 		}
 	}
 	return nil
+}
+
+// rollback restores what done wrote, newest first: the previous content where there was one,
+// else no file; backups made on the way go too.
+func rollback(done []plan) error {
+	var errs []error
+	for i := len(done) - 1; i >= 0; i-- {
+		p := done[i]
+		if p.current.exists {
+			errs = append(errs, writeFile(p.path, p.current.data, p.current.mode))
+		} else if err := os.Remove(p.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+		if p.backup != "" {
+			if err := os.Remove(p.backup); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // plan is one file to bring into shape.

@@ -312,9 +312,9 @@ func TestInstallWatchRepairs(t *testing.T) {
 		exists := func(p string) func() error {
 			return func() error { _, err := os.Stat(p); return err }
 		}
-		// The first round writes the binary, the configuration, then the drop-in: once the
-		// drop-in exists, the configuration read here is the installed one.
-		harness.Eventually(t, 5*time.Second, "first install", exists(filepath.Join(root, "etc/containerd/config.d/sandbox-guard-nri.toml")))
+		// The first round writes the configuration, the drop-in, then the binary: once the
+		// binary exists, the configuration read here is the installed one.
+		harness.Eventually(t, 5*time.Second, "first install", exists(bin))
 		original := readFile(t, conf)
 		if original == "" {
 			t.Fatal("the first install left the configuration empty")
