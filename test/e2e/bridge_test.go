@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -196,24 +195,13 @@ ecr: {credentialBridge: true}
 				t.Fatal(err)
 			}
 			out, _ := exec.Command(env.Plugin, "check", "--config", cfg, "-o", "json").Output()
-			var rep struct {
-				Checks []struct {
-					Name, Detail string
-					OK           bool
-				} `json:"checks"`
+			c, ok := checkRows(t, out)["credential-bridge"]
+			if !ok {
+				t.Fatalf("no credential-bridge check in %s", out)
 			}
-			if err := json.Unmarshal(out, &rep); err != nil {
-				t.Fatalf("check -o json: %v\n%s", err, out)
+			if c.OK || !strings.Contains(c.Detail, "NOT effective") || !strings.Contains(c.Detail, "use_local_image_pull = true") {
+				t.Fatalf("credential-bridge check = %+v, want not effective with the fix", c)
 			}
-			for _, c := range rep.Checks {
-				if c.Name == "credential-bridge" {
-					if c.OK || !strings.Contains(c.Detail, "NOT effective") || !strings.Contains(c.Detail, "use_local_image_pull = true") {
-						t.Fatalf("credential-bridge check = %+v, want not effective with the fix", c)
-					}
-					return
-				}
-			}
-			t.Fatalf("no credential-bridge check in %s", out)
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -143,6 +144,28 @@ func TestExternalPluginReconnectsAfterContainerdRestart(t *testing.T) {
 			t.Fatalf("runp after restart: %v, want a sandbox-guard rejection", err)
 		}
 	})
+}
+
+// checkRow is one row of `sandbox-guard check -o json`.
+type checkRow struct {
+	Name, Detail string
+	OK           bool
+}
+
+// checkRows parses `check -o json` into its rows by name.
+func checkRows(t testing.TB, out []byte) map[string]checkRow {
+	t.Helper()
+	var rep struct {
+		Checks []checkRow `json:"checks"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("check -o json: %v\n%s", err, out)
+	}
+	rows := map[string]checkRow{}
+	for _, r := range rep.Checks {
+		rows[r.Name] = r
+	}
+	return rows
 }
 
 func readFile(t testing.TB, path string) string {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -192,18 +191,9 @@ func TestCheckReadsConfigForTheRunningContainerd(t *testing.T) {
 		if err != nil {
 			t.Fatalf("check: %v\n%s", err, out)
 		}
-		var rep struct {
-			Checks []struct {
-				Name, Detail string
-				OK           bool
-			} `json:"checks"`
-		}
-		if err := json.Unmarshal(out, &rep); err != nil {
-			t.Fatalf("check -o json: %v\n%s", err, out)
-		}
 		rows := map[string]string{}
-		for _, r := range rep.Checks {
-			rows[r.Name] = fmt.Sprintf("ok=%v %s", r.OK, r.Detail)
+		for name, r := range checkRows(t, out) {
+			rows[name] = fmt.Sprintf("ok=%v %s", r.OK, r.Detail)
 		}
 		wantRuntime := fmt.Sprintf("ok=true containerd %s; configuration read as %s (containerd %s)", c.Version, c.Line, c.Version)
 		if !strings.HasPrefix(rows["containerd"], wantRuntime) {
