@@ -1,5 +1,5 @@
-// Package deploy holds sandbox-guard's Kubernetes manifests (a kustomize base and two overlays,
-// see README.md) and builds them the way `kubectl apply -k` does, decoding every resource
+// Package deploy holds sandbox-guard's Kubernetes manifests (a kustomize base, two overlays and
+// a component, see README.md) and builds them the way `kubectl apply -k` does, decoding every resource
 // strictly into its Kubernetes API type. Tests use it: deploy_test.go checks the manifests, and
 // the end-to-end tests run the DaemonSet's container spec through CRI.
 package deploy
@@ -25,7 +25,7 @@ type Objects struct {
 // New returns an empty object of a kind the manifests use, or nil for any other kind.
 func New(kind string) any {
 	switch kind {
-	case "Kustomization":
+	case "Kustomization", "Component":
 		return &types.Kustomization{}
 	case "Namespace":
 		return &corev1.Namespace{}
