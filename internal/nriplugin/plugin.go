@@ -211,6 +211,10 @@ func (p *Plugin) Run(ctx context.Context) error {
 func (p *Plugin) newStub() (stub.Stub, error) {
 	opts := []stub.Option{
 		stub.WithLogger(nriLogger{p.log}),
+		// A hook that times out fails the pod instead of admitting it, and the plugin stays
+		// registered for the next one. Honoured by runtimes embedding nri >= v0.12.5 (no
+		// containerd release yet: 2.4.2 embeds v0.12.3); older ones ignore it.
+		stub.WithFailurePolicy(&api.FailurePolicy{FailRequest: true, KeepConnected: true}),
 		stub.WithOnClose(func() {
 			p.setConnected(false)
 			p.log.Warn("NRI connection closed")

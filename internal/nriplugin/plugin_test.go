@@ -517,3 +517,58 @@ func TestStandsByWhileToldTo(t *testing.T) {
 	cancel()
 	_ = <-done
 }
+
+// The plugin asks for NRI's failure policy: a hook that overruns the request timeout fails the
+// pod instead of admitting it, and the plugin stays registered. The runtime side here is NRI
+// v0.12.5, which honours it (containerd releases embed older NRI and ignore it).
+func TestFailurePolicyFailsTimedOutRequests(t *testing.T) {
+	adaptation.SetPluginRequestTimeout(300 * time.Millisecond)
+	t.Cleanup(func() { adaptation.SetPluginRequestTimeout(adaptation.DefaultPluginRequestTimeout) })
+	dir, err := os.MkdirTemp("", "sg-nri-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	rt := &fakeRuntime{t: t, dir: dir}
+	rt.start()
+	t.Cleanup(rt.stop)
+
+	release := make(chan struct{})
+	var slow atomic.Bool
+	slow.Store(true)
+	admitter := &recordingAdmitter{reject: func(gate.Pod) error {
+		if slow.Load() {
+			<-release
+		}
+		return nil
+	}}
+	p := New(quietCtx(), Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10",
+		Reconnect: backoff.Policy{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
+	p.SetAdmitter(admitter)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	pod := &api.PodSandbox{Id: "sb1", Namespace: "default", Name: "web", Uid: "uid-1", Linux: &api.LinuxPodSandbox{Namespaces: podNetNS()}}
+	testutil.WaitFor(t, "connected", p.Connected)
+	var err1 error
+	testutil.WaitFor(t, "the runtime to send the pod to the plugin", func() bool {
+		err1 = rt.runPodSandbox(pod)
+		return len(admitter.seen()) > 0
+	})
+	close(release)
+	if err1 == nil {
+		t.Fatal("a hook that overran the request timeout admitted the pod")
+	}
+	slow.Store(false)
+	connects := p.Connects()
+	if err := rt.runPodSandbox(pod); err != nil {
+		t.Errorf("the next pod, answered in time: %v", err)
+	}
+	if !p.Connected() || p.Connects() != connects {
+		t.Errorf("the plugin was dropped after the timeout (connected %v, connects %d -> %d)", p.Connected(), connects, p.Connects())
+	}
+}
