@@ -550,7 +550,7 @@ func TestFailurePolicyFailsTimedOutRequests(t *testing.T) {
 	go func() { done <- p.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		_ = <-done
 	})
 	pod := &api.PodSandbox{Id: "sb1", Namespace: "default", Name: "web", Uid: "uid-1", Linux: &api.LinuxPodSandbox{Namespaces: podNetNS()}}
 	testutil.WaitFor(t, "connected", p.Connected)
