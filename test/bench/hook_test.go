@@ -201,10 +201,10 @@ func nriPod(i int) *api.PodSandbox {
 
 func measureHook(t testing.TB, s *section) error {
 	s.methodf("**In process.** Go benchmarks (`testing.Benchmark`, `b.Loop`, allocations reported) of the decision path. " +
-		"The agent has three gating checks like the `eks` preset (file checks standing in for cni-config, vpc-cni-ipamd, " +
+		"The supervisor runs three gating checks like the `eks` preset (file checks standing in for cni-config, vpc-cni-ipamd, " +
 		"kube-proxy-rules, so that the snapshot is realistic without touching the host) and a snapshot warmed by one refresh; " +
 		"the logger discards its output but still formats every enabled line. `Admit` is the whole hook: one atomic load of the " +
-		"snapshot, `Decide`, the log call, the metrics observation (metrics are on by default, so the agent has them). " +
+		"snapshot, `Decide`, the log call, the metrics observation (metrics are on by default, so the hook observes every pod). " +
 		"The same benchmarks run alone with `go test -run '^$' -bench . -benchmem ./test/bench`.")
 	type bres struct {
 		name, what string
@@ -332,13 +332,13 @@ func timeInterleaved(targets []*nriTarget, warm, calls, block int) error {
 }
 
 // measureHookNRI times RunPodSandbox through the runtime side of NRI (what containerd embeds)
-// to the real nriplugin.Plugin with the real agent behind it, over a unix socket: in this
+// to the real nriplugin.Plugin with the real supervisor behind it, over a unix socket: in this
 // process, and the real binary as a process of its own, each next to a no-op plugin.
 func measureHookNRI(t testing.TB, s *section) error {
 	calls, warm, block := iterations(5000, 300), 300, 250
 	s.methodf("**Through NRI.** containerd's side of NRI (`github.com/containerd/nri/pkg/adaptation`, the code containerd "+
 		"embeds) runs in the benchmark process, one instance per row, each on a unix socket in a temporary directory. (a) The real "+
-		"`nriplugin.Plugin` connects to it from the same process as an external plugin, with the real agent behind it (same three "+
+		"`nriplugin.Plugin` connects to it from the same process as an external plugin, with the real supervisor behind it (same three "+
 		"passing checks, started, so its refresh loop runs every second as in production); the plugin side also times the "+
 		"admitter call. (b) The real binary (`bin/sandbox-guard run --config ... --nri-socket ...`, the same checks, log level "+
 		"info, metrics on) connects as a process of its own, as with containerd; before timing it was seen to refuse a pod while a check "+
@@ -367,7 +367,7 @@ func measureHookNRI(t testing.TB, s *section) error {
 		func() (*nriTarget, error) {
 			return startInProcess(t, "(a0) no-op plugin in the same process (NRI's floor)", admitFunc(func(context.Context, gate.Pod) error { return nil }))
 		},
-		func() (*nriTarget, error) { return startInProcess(t, "(a) plugin + agent in the same process", ta) },
+		func() (*nriTarget, error) { return startInProcess(t, "(a) plugin + supervisor in the same process", ta) },
 		func() (*nriTarget, error) {
 			return startNoopProcess("(b0) no-op plugin as its own process (NRI's floor)")
 		},
