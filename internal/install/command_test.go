@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -99,5 +100,35 @@ func TestBinaryLast(t *testing.T) {
 		if strings.Join(got, ",") != tt.want {
 			t.Errorf("binaryLast(%s) = %v, want %s", tt.in, got, tt.want)
 		}
+	}
+}
+
+// install --watch --force undoes every edit with a backup: only the newest few are kept.
+func TestForceKeepsABoundedNumberOfBackups(t *testing.T) {
+	n := newNode(t, false)
+	n.mainConfig(3, true, "")
+	conf := filepath.Join(ConfigDir, ConfigName)
+	for i := range 7 {
+		n.write(fmt.Sprintf("%s.bak-20260101T00000%dZ", conf, i), fmt.Sprintf("old %d\n", i))
+	}
+	n.write(conf, "mode: warn\n")
+	o := n.opts()
+	o.Force = true
+	if _, err := Run(o); err != nil {
+		t.Fatal(err)
+	}
+	backups, err := filepath.Glob(n.f(conf) + ".bak-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(backups) != maxBackups {
+		t.Fatalf("%d backups left, want %d: %v", len(backups), maxBackups, backups)
+	}
+	newest := backups[len(backups)-1]
+	if got := n.read(strings.TrimPrefix(newest, n.root)); got != "mode: warn\n" {
+		t.Errorf("newest backup %s holds %q, want the edit just replaced", newest, got)
+	}
+	if _, err := os.Stat(n.f(conf + ".bak-20260101T000000Z")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the oldest backup is still there (%v)", err)
 	}
 }

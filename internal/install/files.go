@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/atomicfile"
@@ -54,6 +56,38 @@ func (c current) same(data []byte, mode fs.FileMode) bool {
 
 // backupName returns a name next to path for the file being replaced. Its suffix keeps it out of
 // everything containerd reads: config.d's *.toml glob and conf.d's NN-name.conf.
+// maxBackups bounds the backups kept per file: install --watch with --force runs for the life of
+// a DaemonSet, and each edit it undoes leaves one.
+const maxBackups = 5
+
+// pruneBackups removes all but the newest keep backups of path (their names sort by time).
+func pruneBackups(path string, keep int) error {
+	names, err := filepath.Glob(globEscape(path) + ".bak-*")
+	if err != nil || len(names) <= keep {
+		return err
+	}
+	slices.Sort(names)
+	var errs []error
+	for _, old := range names[:len(names)-keep] {
+		if err := os.Remove(old); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("removing old backup: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// globEscape quotes the glob metacharacters of a literal path.
+func globEscape(path string) string {
+	var b strings.Builder
+	for _, r := range path {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 func backupName(path string, now time.Time) string {
 	base := path + ".bak-" + now.UTC().Format("20060102T150405Z")
 	name := base

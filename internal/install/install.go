@@ -204,6 +204,14 @@ func Run(opts Options) (*Result, error) {
 	if err := writeAll(binaryLast(writes, pluginNode), writeFile); err != nil {
 		return nil, err
 	}
+	for _, p := range writes {
+		if p.backup == "" {
+			continue
+		}
+		if err := pruneBackups(p.path, maxBackups); err != nil {
+			res.Warnings = append(res.Warnings, err.Error())
+		}
+	}
 	return res, nil
 }
 

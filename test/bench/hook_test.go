@@ -367,7 +367,9 @@ func measureHookNRI(t testing.TB, s *section) error {
 		func() (*nriTarget, error) {
 			return startInProcess(t, "(a0) no-op plugin in the same process (NRI's floor)", admitFunc(func(context.Context, gate.Pod) error { return nil }))
 		},
-		func() (*nriTarget, error) { return startInProcess(t, "(a) plugin + supervisor in the same process", ta) },
+		func() (*nriTarget, error) {
+			return startInProcess(t, "(a) plugin + supervisor in the same process", ta)
+		},
 		func() (*nriTarget, error) {
 			return startNoopProcess("(b0) no-op plugin as its own process (NRI's floor)")
 		},
