@@ -34,12 +34,15 @@ e2e: build
 test: lint deps unit e2e fuzz
 
 # Every fuzz target for a fixed short time (FUZZTIME each); the corpus each finds stays in Go's
-# cache, outside the repository.
+# cache, outside the repository. A failure is shown and run once more: a failing input is saved
+# under testdata and fails again at once, a hiccup of the fuzz engine under load does not.
 FUZZTIME ?= 10s
 FUZZ_TARGETS := ./internal/config:FuzzParse ./internal/gate:FuzzDecide ./internal/ecr:FuzzParseHost ./internal/bridge:FuzzMerge
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do echo "fuzz $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
-	  $(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}" >/dev/null; done; echo "fuzz: 0 failures"
+	@set -e; out=$$(mktemp); trap 'rm -f "$$out"' EXIT; for t in $(FUZZ_TARGETS); do echo "fuzz $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+	  if ! $(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}" >"$$out" 2>&1; then cat "$$out"; \
+	    echo "fuzz $${t#*:} failed; once more (an input that fails is saved under testdata and fails again at once)"; \
+	    $(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}" || exit 1; fi; done; echo "fuzz: 0 failures"
 
 demo: build
 	$(WITH_DEPS) $(GO) test -c -o bin/demo ./test/demo && ./bin/demo -test.run '^TestDemo$$' -test.timeout 10m
