@@ -336,10 +336,10 @@ func (p *proxy) close() {
 	os.Remove(p.path)
 }
 
-// TestAgainstNRIRuntime runs the plugin in external mode against the real runtime side of NRI
-// (the code containerd embeds), over a unix socket.
-func TestAgainstNRIRuntime(t *testing.T) {
-	// A short directory keeps the socket path below the unix socket limit.
+// startFakeRuntime starts NRI's runtime side in a short temporary directory (the socket path must
+// stay below the unix socket limit); it stops when the test ends.
+func startFakeRuntime(t *testing.T) *fakeRuntime {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "sg-nri-")
 	if err != nil {
 		t.Fatal(err)
@@ -348,6 +348,13 @@ func TestAgainstNRIRuntime(t *testing.T) {
 	rt := &fakeRuntime{t: t, dir: dir}
 	rt.start()
 	t.Cleanup(rt.stop)
+	return rt
+}
+
+// TestAgainstNRIRuntime runs the plugin in external mode against the real runtime side of NRI
+// (the code containerd embeds), over a unix socket.
+func TestAgainstNRIRuntime(t *testing.T) {
+	rt := startFakeRuntime(t)
 
 	admitter := &recordingAdmitter{reject: func(p gate.Pod) error {
 		if p.HostNetwork {
@@ -486,14 +493,7 @@ func TestRunReturnsWhenCancelledWhileDisconnected(t *testing.T) {
 // While StandBy says so (a pre-registered sandbox-guard is installed), an external plugin does
 // not connect; once it stops saying so, the plugin connects.
 func TestStandsByWhileToldTo(t *testing.T) {
-	dir, err := os.MkdirTemp("", "sg-nri-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	rt := &fakeRuntime{t: t, dir: dir}
-	rt.start()
-	t.Cleanup(rt.stop)
+	rt := startFakeRuntime(t)
 
 	var standBy atomic.Bool
 	var asked atomic.Int32
@@ -524,14 +524,7 @@ func TestStandsByWhileToldTo(t *testing.T) {
 func TestFailurePolicyFailsTimedOutRequests(t *testing.T) {
 	adaptation.SetPluginRequestTimeout(300 * time.Millisecond)
 	t.Cleanup(func() { adaptation.SetPluginRequestTimeout(adaptation.DefaultPluginRequestTimeout) })
-	dir, err := os.MkdirTemp("", "sg-nri-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	rt := &fakeRuntime{t: t, dir: dir}
-	rt.start()
-	t.Cleanup(rt.stop)
+	rt := startFakeRuntime(t)
 
 	release := make(chan struct{})
 	var slow atomic.Bool
