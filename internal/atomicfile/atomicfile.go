@@ -22,6 +22,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -136,4 +137,30 @@ func syncDir(dir string) error {
 		return nil // the file system cannot sync a directory (some FUSE and network ones)
 	}
 	return err
+}
+
+// RemoveLeftovers removes the temporary directories a crash left next to path (they may hold a
+// secret, e.g. a registry token); call it only while nothing writes path.
+func RemoveLeftovers(path string) error {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	prefix := "." + base[:min(len(base), 200)] + ".tmp-"
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("looking for leftovers of %s: %w", path, err)
+	}
+	var errs []error
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), prefix) {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				errs = append(errs, fmt.Errorf("removing a leftover of %s: %w", path, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

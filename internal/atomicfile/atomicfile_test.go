@@ -205,3 +205,37 @@ func names(t *testing.T, dir string) []string {
 	}
 	return out
 }
+
+// A crash between creating the temporary directory and the rename leaves it behind; it can hold
+// a secret, so it is removed on request, and nothing else is.
+func TestRemoveLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "hosts.toml")
+	leftover := filepath.Join(dir, ".hosts.toml.tmp-123")
+	if err := os.MkdirAll(leftover, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(leftover, "hosts.toml"), []byte("Authorization = [\"Basic secret\"]"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keep := []string{"hosts.toml", ".other.toml.tmp-1", "notes"}
+	for _, k := range keep {
+		if err := os.WriteFile(filepath.Join(dir, k), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := RemoveLeftovers(path); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(names) != len(keep) || slices.Contains(names, ".hosts.toml.tmp-123") {
+		t.Errorf("left %v, want exactly %v", names, keep)
+	}
+	if err := RemoveLeftovers(filepath.Join(dir, "absent", "hosts.toml")); err != nil {
+		t.Errorf("a missing directory: %v", err)
+	}
+}

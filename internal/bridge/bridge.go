@@ -124,6 +124,10 @@ func (b *Bridge) Refresh(ctx context.Context, host string) (time.Duration, error
 		b.state[host] = st
 		b.mu.Unlock()
 	}()
+	// A crash while writing can leave a temporary copy holding an old token: none may linger.
+	if err := atomicfile.RemoveLeftovers(file); err != nil {
+		log.G(ctx).WithError(err).Warn("credential bridge: cannot remove a leftover temporary file")
+	}
 	creds, err := b.Tokens.Credentials(ctx, host)
 	if err != nil {
 		st.Err = err.Error()

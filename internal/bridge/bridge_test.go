@@ -152,3 +152,24 @@ func readString(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// A temporary copy a crash left next to hosts.toml (it may hold an old token) is gone after the
+// next refresh.
+func TestRefreshRemovesLeftoverTokens(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	dir := t.TempDir()
+	leftover := filepath.Join(dir, host, ".hosts.toml.tmp-42")
+	if err := os.MkdirAll(leftover, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(leftover, "hosts.toml"), []byte("old-secret-token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := &Bridge{Dir: dir, Hosts: []string{host}, Tokens: fixedTokens{now.Add(12 * time.Hour)}, Now: func() time.Time { return now }}
+	if _, err := b.Refresh(testutil.Context(testutil.QuietLogger()), host); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
+		t.Errorf("leftover still there (%v)", err)
+	}
+}
