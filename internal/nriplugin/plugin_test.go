@@ -351,17 +351,10 @@ func startFakeRuntime(t *testing.T) *fakeRuntime {
 	return rt
 }
 
-// TestAgainstNRIRuntime runs the plugin in external mode against the real runtime side of NRI
-// (the code containerd embeds), over a unix socket.
-func TestAgainstNRIRuntime(t *testing.T) {
-	rt := startFakeRuntime(t)
-
-	admitter := &recordingAdmitter{reject: func(p gate.Pod) error {
-		if p.HostNetwork {
-			return nil
-		}
-		return fmt.Errorf("sandbox-guard: pod %s not started: node network not ready: marker: /run/x does not exist; kubelet will retry", p)
-	}}
+// runExternal connects an external plugin with admitter behind it to rt; when the test ends it
+// must stop cleanly.
+func runExternal(t *testing.T, rt *fakeRuntime, admitter Admitter) *Plugin {
+	t.Helper()
 	p := New(quietCtx(), Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10",
 		Reconnect: backoff.Policy{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
 	p.SetAdmitter(admitter)
@@ -379,6 +372,21 @@ func TestAgainstNRIRuntime(t *testing.T) {
 			t.Error("Run did not return after cancel")
 		}
 	})
+	return p
+}
+
+// TestAgainstNRIRuntime runs the plugin in external mode against the real runtime side of NRI
+// (the code containerd embeds), over a unix socket.
+func TestAgainstNRIRuntime(t *testing.T) {
+	rt := startFakeRuntime(t)
+
+	admitter := &recordingAdmitter{reject: func(p gate.Pod) error {
+		if p.HostNetwork {
+			return nil
+		}
+		return fmt.Errorf("sandbox-guard: pod %s not started: node network not ready: marker: /run/x does not exist; kubelet will retry", p)
+	}}
+	p := runExternal(t, rt, admitter)
 
 	blocked := &api.PodSandbox{Id: "sb1", Namespace: "default", Name: "web", Uid: "uid-1",
 		Labels: map[string]string{"app": "web"}, Linux: &api.LinuxPodSandbox{Namespaces: podNetNS()}}
@@ -535,16 +543,7 @@ func TestFailurePolicyFailsTimedOutRequests(t *testing.T) {
 		}
 		return nil
 	}}
-	p := New(quietCtx(), Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10",
-		Reconnect: backoff.Policy{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}})
-	p.SetAdmitter(admitter)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		_ = <-done
-	})
+	p := runExternal(t, rt, admitter)
 	pod := &api.PodSandbox{Id: "sb1", Namespace: "default", Name: "web", Uid: "uid-1", Linux: &api.LinuxPodSandbox{Namespaces: podNetNS()}}
 	testutil.WaitFor(t, "connected", p.Connected)
 	var err1 error
