@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -236,7 +237,14 @@ func repoRoot() (string, error) {
 func ForEachContainerd(t *testing.T, fn func(t *testing.T, c Containerd)) {
 	env := Load(t)
 	serial := os.Getenv("SG_E2E_SERIAL") == "1"
+	only := os.Getenv("SG_E2E_LINES") // e.g. "2.2,1.7" while developing; every line under REQUIRE_E2E=1
+	if only != "" && Required() {
+		t.Fatalf("SG_E2E_LINES=%s leaves lines out, and REQUIRE_E2E=1 asks for every one", only)
+	}
 	for _, c := range env.Containerds {
+		if only != "" && !slices.Contains(strings.Split(only, ","), c.Line.String()) {
+			continue
+		}
 		t.Run(c.Name, func(t *testing.T) {
 			if !serial {
 				t.Parallel()
