@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/containerd/log"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/logging"
+	"github.com/sandbox-guard/sandbox-guard/internal/standby"
 	"github.com/sandbox-guard/sandbox-guard/internal/supervisor"
 )
 
@@ -24,8 +26,19 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgFile := fs.String("config", config.DefaultFile, "configuration file")
 	socket := fs.String("nri-socket", api.DefaultSocketPath, "containerd's NRI socket")
-	yield := fs.String("yield-to-preregistered", "", "if this file exists (a pre-registered sandbox-guard), do not gate: containerd already runs the plugin")
+	lock := fs.String("standby-lock", "", "stand by (do not connect) while a pre-registered sandbox-guard holds this lock file, "+
+		"<its stateDir>/"+standby.FileName+" (it does while containerd runs it); take over within 100 ms once it is released")
+	yield := fs.String("yield-to-preregistered", "", "deprecated, use --standby-lock: stand by while this file exists, "+
+		"even when containerd does not run it or it died")
 	if err := fs.Parse(args); err != nil {
+		return exitBadInput
+	}
+	if *lock != "" && *yield != "" {
+		fmt.Fprintln(stderr, "sandbox-guard: --standby-lock and the deprecated --yield-to-preregistered exclude each other; use --standby-lock")
+		return exitBadInput
+	}
+	if *lock != "" && !filepath.IsAbs(*lock) {
+		fmt.Fprintf(stderr, "sandbox-guard: --standby-lock %q: not an absolute path\n", *lock)
 		return exitBadInput
 	}
 	cfg, err := config.LoadFile(*cfgFile)
@@ -38,7 +51,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 	defer out.Close(2 * time.Second)
 	ctx = log.WithLogger(ctx, logrus.NewEntry(logging.New(cfg.Log, out)))
 	err = supervisor.RunExternal(ctx, cfg, supervisor.External{Version: version, ConfigFile: *cfgFile, Socket: *socket,
-		YieldTo: *yield, LogDrops: out.Dropped})
+		StandbyLock: *lock, YieldTo: *yield, LogDrops: out.Dropped})
 	switch {
 	case errors.Is(err, supervisor.ErrConfig):
 		log.G(ctx).WithError(err).Error("cannot start")

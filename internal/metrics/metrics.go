@@ -106,6 +106,7 @@ type Metrics struct {
 	bridge       *prometheus.CounterVec
 	bridgeLimit  labelLimit
 	nriConnected prometheus.Gauge
+	standingBy   prometheus.Gauge
 	panics       *prometheus.CounterVec
 
 	// read at scrape time
@@ -132,6 +133,7 @@ const (
 	helpECRFetches   = "ECR GetAuthorizationToken calls made (each may include SDK retries)."
 	helpECRErrors    = "ECR token fetches that failed."
 	helpNRIConnected = "1 while the plugin is registered with containerd through NRI, else 0."
+	helpStandingBy   = "1 while this external plugin stands by because a pre-registered sandbox-guard holds its stand-by lock (containerd runs that one and it gates), else 0."
 	helpNRIConnects  = "Successful NRI registrations with containerd (reconnects are this minus 1)."
 	helpBridge       = "Registry credentials written for containerd by the credential bridge, by host and outcome."
 	helpBuildInfo    = "Always 1; the version label names the running build."
@@ -161,10 +163,11 @@ func New() *Metrics {
 	m.pulls = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name("image_pull_duration_seconds"), Help: helpPulls, Buckets: PullBuckets()}, []string{"image"})
 	m.bridge = prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("bridge_writes_total"), Help: helpBridge}, []string{"host", "outcome"})
 	m.nriConnected = prometheus.NewGauge(prometheus.GaugeOpts{Name: name("nri_connected"), Help: helpNRIConnected})
+	m.standingBy = prometheus.NewGauge(prometheus.GaugeOpts{Name: name("standing_by"), Help: helpStandingBy})
 	m.panics = prometheus.NewCounterVec(prometheus.CounterOpts{Name: name("panics_total"), Help: helpPanics}, []string{"where"})
 
 	m.reg.MustRegister(
-		pods, rejections, m.hook, m.ensures, m.pulls, m.bridge, m.nriConnected, m.panics,
+		pods, rejections, m.hook, m.ensures, m.pulls, m.bridge, m.nriConnected, m.standingBy, m.panics,
 		newSnapshotCollector(m), newImagesCollector(m), newScrapeCollector(m),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -328,6 +331,14 @@ func (m *Metrics) SetNRIConnected(connected bool) {
 		return
 	}
 	m.nriConnected.Set(b2f(connected))
+}
+
+// SetStandingBy sets sandbox_guard_standing_by.
+func (m *Metrics) SetStandingBy(standingBy bool) {
+	if m == nil {
+		return
+	}
+	m.standingBy.Set(b2f(standingBy))
 }
 
 // WatchNRIConnects makes every scrape read sandbox_guard_nri_connects_total from f (e.g.

@@ -394,6 +394,14 @@ func TestNRI(t *testing.T) {
 			fmt.Sprintf("sandbox_guard_nri_connected %v\n", b2f(c)), "sandbox_guard_nri_connected")
 	}
 
+	compare(t, m, header("sandbox_guard_standing_by", helpStandingBy, "gauge")+"sandbox_guard_standing_by 0\n", "sandbox_guard_standing_by")
+	for _, s := range []bool{true, false} {
+		m.SetStandingBy(s)
+		compare(t, m, header("sandbox_guard_standing_by", helpStandingBy, "gauge")+
+			fmt.Sprintf("sandbox_guard_standing_by %v\n", b2f(s)), "sandbox_guard_standing_by")
+	}
+	(*Metrics)(nil).SetStandingBy(true) // a no-op, like every method on nil
+
 	compare(t, m, "", "sandbox_guard_nri_connects_total")
 	var n int64
 	var mu sync.Mutex

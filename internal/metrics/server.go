@@ -16,11 +16,14 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Health answers the readiness questions of /readyz. Both methods must be safe for concurrent
+// Health answers the readiness questions of /readyz. Every method must be safe for concurrent
 // use; ContainerdReachable must honour ctx.
 type Health interface {
 	NRIConnected() bool
 	ContainerdReachable(ctx context.Context) error
+	// StandingBy reports whether an external plugin stands by for a pre-registered one that
+	// gates the node, and why. Standing by is what it should do there: /readyz answers 200.
+	StandingBy() (bool, string)
 }
 
 // Timeouts of the server.
@@ -143,9 +146,15 @@ func (s *Server) routes() http.Handler {
 	return mux
 }
 
-// readyz answers 200 when NRI is connected and containerd reachable, else 503 with one line
-// per failing part.
+// readyz answers 200 when NRI is connected and containerd reachable, or while standing by for a
+// pre-registered plugin (saying so), else 503 with one line per failing part.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.h != nil {
+		if standing, why := s.h.StandingBy(); standing {
+			plain(w, http.StatusOK, "standing by: "+oneLine(why)+"\n")
+			return
+		}
+	}
 	var reasons []string
 	if s.h == nil {
 		reasons = append(reasons, "health: no health source configured")

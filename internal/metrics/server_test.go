@@ -19,10 +19,17 @@ type fakeHealth struct {
 	connected atomic.Bool
 	mu        sync.Mutex
 	err       error
-	block     bool // ContainerdReachable waits for ctx
+	block     bool   // ContainerdReachable waits for ctx
+	standBy   string // non-empty: standing by, for this reason
 }
 
 func (f *fakeHealth) NRIConnected() bool { return f.connected.Load() }
+
+func (f *fakeHealth) StandingBy() (bool, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.standBy != "", f.standBy
+}
 
 func (f *fakeHealth) ContainerdReachable(ctx context.Context) error {
 	f.mu.Lock()
@@ -36,9 +43,13 @@ func (f *fakeHealth) ContainerdReachable(ctx context.Context) error {
 }
 
 func (f *fakeHealth) set(connected bool, err error, block bool) {
+	f.setStandingBy(connected, err, block, "")
+}
+
+func (f *fakeHealth) setStandingBy(connected bool, err error, block bool, why string) {
 	f.connected.Store(connected)
 	f.mu.Lock()
-	f.err, f.block = err, block
+	f.err, f.block, f.standBy = err, block, why
 	f.mu.Unlock()
 }
 
@@ -108,21 +119,26 @@ func TestServerEndpoints(t *testing.T) {
 		connected bool
 		err       error
 		block     bool
+		standBy   string
 		code      int
 		body      string
 	}{
-		{"both fine", true, nil, false, 200, "ok\n"},
-		{"nri disconnected", false, nil, false, 503, "nri: not connected to containerd\n"},
-		{"containerd unreachable", true, errors.New("dial unix /run/containerd/containerd.sock:\n  connect: no such file or directory"), false, 503,
+		{"both fine", true, nil, false, "", 200, "ok\n"},
+		{"nri disconnected", false, nil, false, "", 503, "nri: not connected to containerd\n"},
+		{"containerd unreachable", true, errors.New("dial unix /run/containerd/containerd.sock:\n  connect: no such file or directory"), false, "", 503,
 			"containerd: unreachable: dial unix /run/containerd/containerd.sock: connect: no such file or directory\n"},
-		{"both failing", false, errors.New("connection refused"), false, 503,
+		{"both failing", false, errors.New("connection refused"), false, "", 503,
 			"nri: not connected to containerd\ncontainerd: unreachable: connection refused\n"},
-		{"containerd hangs: bounded", true, nil, true, 503, "containerd: unreachable: context deadline exceeded\n"},
-		{"fine again", true, nil, false, 200, "ok\n"},
+		{"containerd hangs: bounded", true, nil, true, "", 503, "containerd: unreachable: context deadline exceeded\n"},
+		// An external plugin standing by for a pre-registered one is where it should be: ready,
+		// and it says why it does not gate (neither NRI nor containerd is asked).
+		{"standing by", false, errors.New("gate off"), true, "pre-registered sandbox-guard holds\n/x.lock (pid 7)", 200,
+			"standing by: pre-registered sandbox-guard holds /x.lock (pid 7)\n"},
+		{"fine again", true, nil, false, "", 200, "ok\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h.set(tt.connected, tt.err, tt.block)
+			h.setStandingBy(tt.connected, tt.err, tt.block, tt.standBy)
 			code, body := get(t, s, http.MethodGet, "/readyz")
 			if code != tt.code || body != tt.body {
 				t.Errorf("/readyz = %d %q, want %d %q", code, body, tt.code, tt.body)

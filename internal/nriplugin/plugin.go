@@ -46,12 +46,16 @@ type Options struct {
 	Reconnect backoff.Policy
 	// OnConnection, when set, hears when the plugin connects to or loses containerd (metrics).
 	OnConnection func(connected bool)
-	// StandBy, when set, is asked before every connection attempt of an external plugin; while it
-	// reports true (a pre-registered sandbox-guard is installed, so containerd runs one already)
-	// the plugin does not connect, so that two plugins never gate one node.
-	StandBy func() (bool, string)
-	// StandByRecheck is how often StandBy is asked again while standing by (10 s by default).
+	// StandBy, when set, is asked before every connection attempt of an external plugin and
+	// every StandByRecheck while it waits or is connected. While it reports true (a
+	// pre-registered sandbox-guard holds its stand-by lock: containerd runs one already) the
+	// plugin does not connect, and a connected plugin disconnects, so that one plugin gates the
+	// node. why says what was found, for the log and /readyz.
+	StandBy func() (standBy bool, why string)
+	// StandByRecheck is how often StandBy is asked again (10 s by default).
 	StandByRecheck time.Duration
+	// OnStandBy, when set, hears when the plugin starts or stops standing by.
+	OnStandBy func(standingBy bool)
 }
 
 // Plugin is the NRI plugin. Its handlers are the methods the stub discovers by interface.
@@ -61,6 +65,13 @@ type Plugin struct {
 	admitter  atomic.Pointer[admitterBox]
 	connected atomic.Bool
 	connects  atomic.Int64
+	// standBy is what StandBy last reported while deciding whether to connect; nil before.
+	standBy atomic.Pointer[standByState]
+}
+
+type standByState struct {
+	yes bool
+	why string
 }
 
 type admitterBox struct{ Admitter }
@@ -102,6 +113,15 @@ func (p *Plugin) setConnected(c bool) {
 
 // Connected reports whether the plugin is registered with containerd right now.
 func (p *Plugin) Connected() bool { return p.connected.Load() }
+
+// StandingBy reports whether the plugin stands by (does not connect because a pre-registered
+// sandbox-guard gates the node), and what StandBy last said.
+func (p *Plugin) StandingBy() (bool, string) {
+	if st := p.standBy.Load(); st != nil {
+		return st.yes, st.why
+	}
+	return false, ""
+}
 
 // Connects counts successful registrations (reconnects are Connects-1).
 func (p *Plugin) Connects() int64 { return p.connects.Load() }
@@ -164,33 +184,29 @@ func (p *Plugin) Run(ctx context.Context) error {
 		return nil
 	}
 	b := backoff.New(p.opts.Reconnect)
-	standingBy := false
 	for ctx.Err() == nil {
-		if p.opts.StandBy != nil {
-			if yes, why := p.opts.StandBy(); yes {
-				if !standingBy {
-					p.log.Warn("standing by, not gating: " + why)
-				}
-				standingBy = true
-				if !backoff.Sleep(ctx, p.opts.StandByRecheck) {
-					return nil
-				}
-				continue
+		if p.standingBy(ctx) {
+			if !backoff.Sleep(ctx, p.opts.StandByRecheck) {
+				return nil
 			}
-			if standingBy {
-				p.log.Info("no longer standing by: connecting to containerd")
-			}
-			standingBy = false
+			continue
 		}
 		before := p.connects.Load()
 		s, err := p.newStub()
 		if err != nil {
 			return err
 		}
-		err = s.Run(ctx)
+		runCtx, stepAside := context.WithCancel(ctx)
+		watched := p.watchStandBy(runCtx, stepAside)
+		err = s.Run(runCtx)
+		stepAside()
+		steppedAside := <-watched
 		p.setConnected(false)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if steppedAside {
+			continue // standingBy logs why
 		}
 		if p.connects.Load() != before {
 			b.Reset() // it was connected: start over with short delays
@@ -206,6 +222,50 @@ func (p *Plugin) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// standingBy asks StandBy whether to stand by, logs what changed and tells OnStandBy.
+func (p *Plugin) standingBy(ctx context.Context) bool {
+	if p.opts.StandBy == nil {
+		return false
+	}
+	yes, why := p.opts.StandBy()
+	prev := p.standBy.Swap(&standByState{yes: yes, why: why})
+	switch {
+	case yes && (prev == nil || !prev.yes || prev.why != why):
+		p.log.Info("standing by: " + why)
+	case !yes && prev != nil && prev.yes:
+		p.log.Warn("taking over: " + why + "; connecting to containerd")
+	case !yes && (prev == nil || prev.why != why):
+		p.log.Info("not standing by: " + why)
+	}
+	if p.opts.OnStandBy != nil && (prev == nil || prev.yes != yes) {
+		p.opts.OnStandBy(yes)
+	}
+	return yes && ctx.Err() == nil
+}
+
+// watchStandBy asks StandBy every StandByRecheck while the plugin connects or is connected and
+// calls stepAside when it says to stand by: a pre-registered sandbox-guard came back (containerd
+// restarted it) while this one gated. The channel says whether it did, once ctx ends.
+func (p *Plugin) watchStandBy(ctx context.Context, stepAside context.CancelFunc) <-chan bool {
+	done := make(chan bool, 1)
+	if p.opts.StandBy == nil {
+		done <- false
+		return done
+	}
+	go func() {
+		for backoff.Sleep(ctx, p.opts.StandByRecheck) {
+			if yes, why := p.opts.StandBy(); yes {
+				p.log.Warn("a pre-registered sandbox-guard gates this node again (" + why + "): disconnecting from containerd, so that one plugin gates")
+				stepAside()
+				done <- true
+				return
+			}
+		}
+		done <- false
+	}()
+	return done
 }
 
 func (p *Plugin) newStub() (stub.Stub, error) {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
 	"github.com/sandbox-guard/sandbox-guard/internal/gate"
+	"github.com/sandbox-guard/sandbox-guard/internal/standby"
 	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
 
@@ -562,5 +563,91 @@ func TestFailurePolicyFailsTimedOutRequests(t *testing.T) {
 	}
 	if !p.Connected() || p.Connects() != connects {
 		t.Errorf("the plugin was dropped after the timeout (connected %v, connects %d -> %d)", p.Connected(), connects, p.Connects())
+	}
+}
+
+// With the stand-by lock of a pre-registered plugin: standing by while it is held, connected
+// within a recheck once it is released (the holder died), and disconnected again once it is held
+// again (containerd restarted the pre-registered plugin), so that one plugin gates at a time.
+func TestStandsByWhileTheLockIsHeld(t *testing.T) {
+	rt := startFakeRuntime(t)
+	path := standby.Path(t.TempDir())
+	holder, err := standby.Hold(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var changes []bool
+	l, hook := testutil.CaptureLogger()
+	p := New(testutil.Context(l), Options{SocketPath: rt.socket(), Name: "sandbox-guard", Idx: "10",
+		Reconnect:      backoff.Policy{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond},
+		StandByRecheck: 5 * time.Millisecond,
+		StandBy: func() (bool, string) {
+			h, err := standby.Probe(path)
+			if err != nil {
+				return false, err.Error()
+			}
+			return h.Held, fmt.Sprintf("held %v", h.Held)
+		},
+		OnStandBy: func(yes bool) {
+			mu.Lock()
+			changes = append(changes, yes)
+			mu.Unlock()
+		}})
+	admitter := &recordingAdmitter{reject: func(gate.Pod) error { return errors.New("rejected by the external plugin") }}
+	p.SetAdmitter(admitter)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	}()
+	pod := &api.PodSandbox{Id: "sb1", Namespace: "default", Name: "web", Uid: "uid-1", Linux: &api.LinuxPodSandbox{Namespaces: podNetNS()}}
+	logged := func(text string) bool {
+		for _, e := range hook.AllEntries() {
+			if strings.Contains(e.Message, text) {
+				return true
+			}
+		}
+		return false
+	}
+
+	testutil.WaitFor(t, "standing by", func() bool { yes, why := p.StandingBy(); return yes && why == "held true" })
+	if err := rt.runPodSandbox(pod); err != nil || p.Connects() != 0 || len(admitter.seen()) != 0 {
+		t.Fatalf("standing by: pod %v, %d connects, %d pods seen", err, p.Connects(), len(admitter.seen()))
+	}
+	if !logged("standing by: held true") {
+		t.Error("no log line says it stands by")
+	}
+
+	_ = holder.Release()
+	testutil.WaitFor(t, "taking over: the external plugin's rejection", func() bool {
+		err := rt.runPodSandbox(pod) // admitted until the runtime has synchronised the plugin
+		return err != nil && strings.Contains(err.Error(), "rejected by the external plugin")
+	})
+	if yes, _ := p.StandingBy(); yes || !logged("taking over: held false; connecting to containerd") {
+		t.Error("not reported as taking over")
+	}
+
+	testutil.WaitFor(t, "the lock held again", func() bool {
+		holder, err = standby.Hold(path) // the plugin's probe may hold it for an instant
+		return err == nil
+	})
+	defer holder.Release()
+	testutil.WaitFor(t, "disconnected again", func() bool { yes, _ := p.StandingBy(); return yes && !p.Connected() })
+	seen := len(admitter.seen())
+	if err := rt.runPodSandbox(pod); err != nil || len(admitter.seen()) != seen || p.Connects() != 1 {
+		t.Errorf("standing by again: pod %v, %d pods seen (was %d), %d connects", err, len(admitter.seen()), seen, p.Connects())
+	}
+	if !logged("gates this node again (held true): disconnecting from containerd") {
+		t.Error("no log line says why it disconnected")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !reflect.DeepEqual(changes, []bool{true, false, true}) {
+		t.Errorf("OnStandBy heard %v, want [true false true]", changes)
 	}
 }

@@ -2,9 +2,11 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -13,9 +15,11 @@ import (
 	"github.com/containerd/nri/pkg/api"
 	"github.com/sirupsen/logrus"
 
+	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/logging"
 	"github.com/sandbox-guard/sandbox-guard/internal/nriplugin"
+	"github.com/sandbox-guard/sandbox-guard/internal/standby"
 )
 
 // asyncLogLines bounds the log lines queued for a slow log output; beyond it they are dropped
@@ -34,8 +38,16 @@ type External struct {
 	LogDrops   func() uint64 // the log lines the stderr output dropped (a metric)
 	ConfigFile string        // for the start-up log
 	Socket     string        // containerd's NRI socket
-	// YieldTo, when set, is the path of a pre-registered sandbox-guard: while it exists the
-	// external plugin stands by, so two plugins never gate one node.
+	// StandbyLock, when set, is the stand-by lock of a pre-registered sandbox-guard
+	// (<its stateDir>/preregistered.lock): while a process holds it, containerd runs that
+	// plugin and this one stands by; once it is released (the plugin exited, crashed or was
+	// killed) this one connects within StandbyRecheck, and it disconnects again when the lock
+	// is taken again (containerd restarted the pre-registered plugin), so that one plugin gates.
+	StandbyLock string
+	// StandbyRecheck is how often the lock is probed (100 ms when zero).
+	StandbyRecheck time.Duration
+	// YieldTo (the deprecated --yield-to-preregistered) stands by while this file exists,
+	// whether containerd runs it or not. Ignored when StandbyLock is set.
 	YieldTo string
 }
 
@@ -49,8 +61,9 @@ func RunExternal(ctx context.Context, cfg *config.Config, o External) error {
 		return err
 	}
 	s := New(o.Version, o.LogDrops)
+	standBy, recheck := o.standBy(ctx)
 	p := nriplugin.New(ctx, nriplugin.Options{SocketPath: o.Socket, Name: PluginName, Idx: PluginIdx,
-		OnConnection: s.NRIConnected, StandBy: standBy(o.YieldTo),
+		OnConnection: s.NRIConnected, StandBy: standBy, StandByRecheck: recheck, OnStandBy: s.NRIStandingBy,
 		Configure: func(_ context.Context, _, runtime, version string) {
 			if err := s.Connected(ctx, cfg, Runtime{Name: runtime, Version: version}); err != nil {
 				log.G(ctx).WithError(err).Error("cannot start: gate off, every pod is admitted")
@@ -68,17 +81,47 @@ func RunExternal(ctx context.Context, cfg *config.Config, o External) error {
 	return nil
 }
 
-// standBy is checked before every (re)connection: a plugin installed on the host while this pod
-// runs takes over at containerd's next restart, which is also when this one loses its connection.
-func standBy(path string) func() (bool, string) {
-	if path == "" {
-		return nil
+// standBy returns how the external plugin decides to stand by, and how often it asks.
+func (o External) standBy(ctx context.Context) (func() (bool, string), time.Duration) {
+	switch {
+	case o.StandbyLock != "":
+		recheck := o.StandbyRecheck
+		if recheck <= 0 {
+			recheck = 100 * time.Millisecond
+		}
+		return lockStandBy(o.StandbyLock), recheck
+	case o.YieldTo != "":
+		log.G(ctx).Warn("--yield-to-preregistered is deprecated: it stands by while " + o.YieldTo + " exists, even when containerd " +
+			"does not run that plugin or after it died; use --standby-lock=<the pre-registered plugin's stateDir>/" + standby.FileName)
+		return fileStandBy(o.YieldTo), 10 * time.Second
 	}
+	return nil, 0
+}
+
+// lockStandBy stands by while a process holds the pre-registered plugin's stand-by lock. When
+// the lock cannot be probed it connects: two plugins gating is better than none.
+func lockStandBy(path string) func() (bool, string) {
+	return func() (bool, string) {
+		h, err := standby.Probe(path)
+		switch {
+		case err != nil:
+			return false, "cannot tell whether a pre-registered sandbox-guard holds " + path + " (" + err.Error() + "); gating"
+		case h.Held && h.PID > 0:
+			return true, fmt.Sprintf("pre-registered sandbox-guard holds %s (pid %d); containerd runs it", path, h.PID)
+		case h.Held:
+			return true, "pre-registered sandbox-guard holds " + path + "; containerd runs it"
+		}
+		return false, "no pre-registered sandbox-guard holds " + path
+	}
+}
+
+// fileStandBy is the deprecated --yield-to-preregistered: it stands by while path exists.
+func fileStandBy(path string) func() (bool, string) {
 	return func() (bool, string) {
 		if _, err := os.Stat(path); err == nil {
-			return true, "a pre-registered sandbox-guard is installed at " + path + "; containerd runs it"
+			return true, "a pre-registered sandbox-guard is installed at " + path + " (whether containerd runs it or not)"
 		}
-		return false, ""
+		return false, "no pre-registered sandbox-guard at " + path
 	}
 }
 
@@ -92,7 +135,8 @@ func RunPreRegistered(ctx context.Context, version string) error {
 	// The hook logs under NRI's node-wide lock: a hung log file must not hold it.
 	out := logging.NewAsync(deferred, asyncLogLines)
 	pr := &preRegistered{s: New(version, out.Dropped), version: version, deferred: deferred, log: logrus.New(),
-		source: fmt.Sprintf("%s-%s.conf (from containerd's plugin_config_path)", os.Getenv(api.PluginIdxEnvVar), os.Getenv(api.PluginNameEnvVar))}
+		defaultStateDir: config.Default().StateDir,
+		source:          fmt.Sprintf("%s-%s.conf (from containerd's plugin_config_path)", os.Getenv(api.PluginIdxEnvVar), os.Getenv(api.PluginNameEnvVar))}
 	pr.log.SetOutput(out)
 	ctx = log.WithLogger(ctx, logrus.NewEntry(pr.log))
 	p := nriplugin.New(ctx, nriplugin.Options{PreRegistered: true, OnConnection: pr.s.NRIConnected,
@@ -103,6 +147,7 @@ func RunPreRegistered(ctx context.Context, version string) error {
 	pr.s.SetNRI(p)
 	p.SetAdmitter(pr.s)
 	err := p.Run(ctx)
+	pr.releaseLock() // first: an external plugin standing by takes over at once
 	pr.s.Stop()
 	if err != nil {
 		log.G(ctx).WithError(err).Error("NRI plugin failed")
@@ -122,6 +167,13 @@ type preRegistered struct {
 
 	mu      sync.Mutex // Configure may come again after a reconnect
 	logFile io.Closer
+	// The stand-by lock, held while connected (see package standby), in the configuration's
+	// stateDir or, when the configuration does not name a valid one, in defaultStateDir.
+	defaultStateDir string
+	lockPath        string // set once
+	lock            *standby.Lock
+	lockWait        context.CancelFunc // stops retrying to take the lock; nil when not retrying
+	lockDone        chan struct{}      // closed when the retrying ends
 }
 
 // configure parses text, points the log at its file (once) and applies it; an invalid text turns
@@ -143,6 +195,19 @@ func (pr *preRegistered) configure(ctx context.Context, text string, rt Runtime)
 		}
 	}
 	logging.Apply(pr.log, logCfg)
+	// Held whatever the configuration says (a bad one turns the gate off, loudly): containerd
+	// runs this plugin, so an external one must not take over behind the operator's back.
+	stateDir := pr.defaultStateDir
+	switch {
+	case strings.TrimSpace(text) == "":
+	case cfgErr == nil:
+		stateDir = cfg.StateDir
+	default:
+		if lenient := config.ParseLenient([]byte(text)).StateDir; filepath.IsAbs(lenient) && lenient != config.Default().StateDir {
+			stateDir = lenient
+		}
+	}
+	pr.holdLock(ctx, standby.Path(stateDir))
 	if cfgErr == nil && strings.TrimSpace(text) == "" {
 		// No configuration file: the shipped file says warn, so must its absence; enforcing
 		// defaults nobody chose could refuse every pod on a node whose checks do not fit.
@@ -160,6 +225,69 @@ func (pr *preRegistered) configure(ctx context.Context, text string, rt Runtime)
 		return
 	}
 	log.G(ctx).Info("sandbox-guard " + pr.version + " started by " + rt.String() + ": " + Describe(cfg))
+}
+
+// holdLock takes the stand-by lock at path, once per process, for as long as the process is
+// connected. Configure must answer at once, so when the lock is busy (the plugin of containerd's
+// previous run still exiting, or an external plugin probing it at this instant) or cannot be
+// taken, it is retried in the background. Call with pr.mu held.
+func (pr *preRegistered) holdLock(ctx context.Context, path string) {
+	if pr.lockPath != "" {
+		return
+	}
+	pr.lockPath = path
+	held := func() {
+		log.G(ctx).Info("holding the stand-by lock " + path + " while connected: an external sandbox-guard started with --standby-lock=" +
+			path + " stands by meanwhile")
+	}
+	l, err := standby.Hold(path)
+	if err == nil {
+		pr.lock = l
+		held()
+		return
+	}
+	if errors.Is(err, standby.ErrHeld) {
+		log.G(ctx).WithError(err).Warn("stand-by lock busy; retrying")
+	} else {
+		log.G(ctx).WithError(err).Error("cannot take the stand-by lock; retrying: meanwhile an external sandbox-guard " +
+			"started with --standby-lock does not stand by and gates this node too")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	pr.lockWait, pr.lockDone = cancel, done
+	go func() {
+		defer close(done)
+		err := backoff.Retry(ctx, backoff.Policy{Initial: 20 * time.Millisecond, Max: time.Second, Jitter: 0.2}, func(context.Context) error {
+			l, err := standby.Hold(path)
+			if err != nil {
+				return err
+			}
+			pr.mu.Lock()
+			pr.lock = l
+			pr.mu.Unlock()
+			return nil
+		}, nil)
+		if err == nil {
+			held()
+		}
+	}()
+}
+
+// releaseLock gives the stand-by lock up (and stops trying to take it).
+func (pr *preRegistered) releaseLock() {
+	pr.mu.Lock()
+	cancel, done := pr.lockWait, pr.lockDone
+	pr.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if err := pr.lock.Release(); err != nil {
+		pr.log.WithError(err).Warn("stand-by lock")
+	}
+	pr.lock = nil
 }
 
 func (pr *preRegistered) closeLog() {

@@ -13,9 +13,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/containerd/log"
 
+	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/gate"
 	"github.com/sandbox-guard/sandbox-guard/internal/keeper"
@@ -36,6 +38,8 @@ func (r Runtime) String() string { return strings.TrimSpace(r.Name + " " + r.Ver
 type NRI interface {
 	Connected() bool
 	Connects() int64
+	// StandingBy reports whether an external plugin stands by for a pre-registered one, and why.
+	StandingBy() (bool, string)
 }
 
 // Supervisor owns the running configuration of one sandbox-guard process.
@@ -64,6 +68,17 @@ func (s *Supervisor) SetNRI(n NRI) { s.nri.Store(&nriBox{n}) }
 
 // NRIConnected hears when the NRI plugin connects to or loses containerd.
 func (s *Supervisor) NRIConnected(connected bool) { s.m.Load().SetNRIConnected(connected) }
+
+// NRIStandingBy hears when the external plugin starts or stops standing by for a pre-registered
+// sandbox-guard. Standing by, it runs nothing: the workers stop (they start again at the next
+// connection, from a cold snapshot, which refuses pods in enforce mode until the checks ran),
+// so two keepers and bridges never work on one node's images, state directory and hosts.toml.
+func (s *Supervisor) NRIStandingBy(standingBy bool) {
+	s.m.Load().SetStandingBy(standingBy)
+	if standingBy {
+		s.Off()
+	}
+}
 
 // Apply replaces the running configuration with cfg, for the runtime rt. The new generation's
 // workers run until the next Apply, Off or Stop, or until ctx ends, so ctx must be the
@@ -147,6 +162,14 @@ func (s *Supervisor) nriConnected() bool {
 	return n != nil && n.Connected()
 }
 
+// standingBy reports whether the NRI plugin stands by for a pre-registered one (for /readyz).
+func (s *Supervisor) standingBy() (bool, string) {
+	if n := s.nri.Load(); n != nil {
+		return n.StandingBy()
+	}
+	return false, ""
+}
+
 // ContainerdReachable reports whether containerd answers (for /readyz).
 func (s *Supervisor) ContainerdReachable(ctx context.Context) error {
 	g := s.gen.Load()
@@ -208,6 +231,8 @@ func (s *Supervisor) startMetrics(ctx context.Context, cfg *config.Config) {
 	m := metrics.New()
 	m.SetBuildInfo(s.version)
 	m.SetNRIConnected(s.nriConnected())
+	standing, _ := s.standingBy()
+	m.SetStandingBy(standing)
 	m.WatchChecks(func() ([]metrics.Check, bool) {
 		if g := s.gen.Load(); g != nil {
 			return metricChecks(g.store.Load())
@@ -239,16 +264,34 @@ func (s *Supervisor) startMetrics(ctx context.Context, cfg *config.Config) {
 	s.m.Store(m)
 	srv := metrics.NewServer(cfg.Metrics.Address, m, health{s})
 	if err := srv.Start(ctx); err != nil {
-		// Another sandbox-guard on the port: logged, never fatal, the gate matters more.
-		log.G(ctx).WithError(err).Error("metrics and health server not started")
+		// Another sandbox-guard on the port: logged, never fatal, the gate matters more. A
+		// pre-registered plugin and the DaemonSet's share the node's loopback; retried, so that
+		// whichever outlives the other serves the probes (a DaemonSet pod whose liveness probe
+		// finds nothing after it took over would be restarted, leaving the node ungated).
+		log.G(ctx).WithError(err).Error("metrics and health server not started; retrying every few seconds")
+		go s.retryMetrics(ctx, srv)
 		return
 	}
 	s.srv = srv
 }
 
-// health answers /readyz: connected to NRI and to containerd.
+// retryMetrics starts srv once its address is free, until ctx ends.
+func (s *Supervisor) retryMetrics(ctx context.Context, srv *metrics.Server) {
+	err := backoff.Retry(ctx, backoff.Policy{Initial: time.Second, Max: 5 * time.Second, Jitter: 0.2}, srv.Start, nil)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	s.srv = srv
+	s.mu.Unlock()
+	log.G(ctx).Info("metrics and health server started: its address is free now")
+}
+
+// health answers /readyz: connected to NRI and to containerd, or standing by.
 type health struct{ s *Supervisor }
 
 func (h health) NRIConnected() bool { return h.s.nriConnected() }
+
+func (h health) StandingBy() (bool, string) { return h.s.standingBy() }
 
 func (h health) ContainerdReachable(ctx context.Context) error { return h.s.ContainerdReachable(ctx) }
