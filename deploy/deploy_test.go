@@ -23,6 +23,7 @@ import (
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/containerdconfig"
 	"github.com/sandbox-guard/sandbox-guard/internal/install"
+	"github.com/sandbox-guard/sandbox-guard/internal/standby"
 )
 
 // Every YAML file under deploy/ decodes strictly into the type its kind names.
@@ -176,8 +177,10 @@ func checkPodSpec(t *testing.T, dir string, spec *corev1.PodSpec) {
 			t.Errorf("command %v: the external plugin runs the image's entrypoint (sandbox-guard run)", c.Command)
 		}
 	}
-	if mode == "external" && !slices.Contains(c.Args, "--yield-to-preregistered=/host/opt/nri/plugins/10-sandbox-guard") {
-		t.Errorf("args %v: the external plugin must step aside where a pre-registered one is installed", c.Args)
+	// The default stateDir's lock: where a pre-registered plugin with the shipped configuration
+	// holds it (TestExternalMountsWhatRunUses checks the pod sees it there).
+	if lock := "--standby-lock=" + standby.Path(config.Default().StateDir); mode == "external" && !slices.Equal(c.Args, []string{lock}) {
+		t.Errorf("args %v: want [%s]: the external plugin must stand by while a pre-registered one runs", c.Args, lock)
 	}
 }
 
@@ -233,7 +236,6 @@ var externalVolumes = []string{
 	"cni-bin: hostPath /opt/cni/bin DirectoryOrCreate",
 	"aws-node-run: hostPath /var/run/aws-node DirectoryOrCreate",
 	"state: hostPath /var/lib/sandbox-guard DirectoryOrCreate",
-	"host-nri-plugins: hostPath /opt/nri/plugins DirectoryOrCreate",
 }
 
 var externalMounts = []string{
@@ -244,7 +246,6 @@ var externalMounts = []string{
 	"/opt/cni/bin ro <- hostPath /opt/cni/bin DirectoryOrCreate",
 	"/var/run/aws-node ro <- hostPath /var/run/aws-node DirectoryOrCreate",
 	"/var/lib/sandbox-guard rw <- hostPath /var/lib/sandbox-guard DirectoryOrCreate",
-	"/host/opt/nri/plugins ro <- hostPath /opt/nri/plugins DirectoryOrCreate",
 }
 
 const (
@@ -670,8 +671,19 @@ func TestExternalMountsWhatRunUses(t *testing.T) {
 					t.Errorf("%s (%s): want it read-only at the same path; found %v %s", p, why, found, detail)
 				}
 			}
-			if found, writable, detail := hostMount(spec, c, filepath.Join("/host", install.PluginDir), install.PluginDir); !found || writable {
-				t.Errorf("--yield-to-preregistered looks at /host%s: want it read-only; found %v %s", install.PluginDir, found, detail)
+			// --standby-lock probes the lock the pre-registered plugin (shipped configuration:
+			// the same stateDir) holds on the host, at the same path.
+			if !slices.Contains(c.Args, "--standby-lock="+standby.Path(cfg.StateDir)) {
+				t.Errorf("args %v: no --standby-lock=%s", c.Args, standby.Path(cfg.StateDir))
+			}
+			if found, _, detail := hostMount(spec, c, standby.Path(cfg.StateDir), standby.Path(cfg.StateDir)); !found {
+				t.Errorf("--standby-lock probes %s: want it mounted from the host at that path; found %v %s", standby.Path(cfg.StateDir), found, detail)
+			}
+			// The plugin binary is not looked at any more (only the lock counts).
+			for _, m := range c.VolumeMounts {
+				if strings.Contains(m.MountPath, install.PluginDir) {
+					t.Errorf("the external plugin mounts %s, which it does not use", m.MountPath)
+				}
 			}
 			if found, writable, detail := hostMount(spec, c, cfg.StateDir, cfg.StateDir); !found || !writable {
 				t.Errorf("stateDir %s: want it writable; found %v %s", cfg.StateDir, found, detail)
@@ -725,7 +737,7 @@ func TestReadme(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"overlays/installer", "overlays/external", "warn", "enforce", "NET_ADMIN", "NET_RAW",
-		"privileged", "--yield-to-preregistered", "/var/run/nri", "/run/containerd", "/run/xtables.lock",
+		"privileged", "--standby-lock", "/var/run/nri", "/run/containerd", "/run/xtables.lock",
 		"components/credential-bridge", "/etc/containerd/certs.d", "ecr.credentialBridge", "59.2 MiB",
 		"/etc/containerd/config.d", "/var/lib/sandbox-guard"} {
 		if !strings.Contains(string(b), want) {

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sandbox-guard/sandbox-guard/internal/standby"
 )
 
 // ExternalPlugin is sandbox-guard running as `sandbox-guard run`, the way the DaemonSet runs it.
@@ -22,8 +24,9 @@ type ExternalPlugin struct {
 }
 
 // StartExternalPlugin writes config to a file and runs the plugin against the node's NRI socket,
-// inside the node's network namespace. It is stopped when the test ends.
-func (n *Node) StartExternalPlugin(config string) *ExternalPlugin {
+// inside the node's network namespace, with args added to `run`'s. It is stopped when the test
+// ends.
+func (n *Node) StartExternalPlugin(config string, args ...string) *ExternalPlugin {
 	t := n.t
 	t.Helper()
 	p := &ExternalPlugin{t: t, Config: filepath.Join(n.Dir, fmt.Sprintf("external-%s.yaml", randomID())), LogFile: filepath.Join(n.Dir, "external-plugin.log")}
@@ -31,7 +34,7 @@ func (n *Node) StartExternalPlugin(config string) *ExternalPlugin {
 	logf, err := os.OpenFile(p.LogFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	must(t, err)
 	defer func() { _ = logf.Close() }() // the child holds its own descriptor
-	p.cmd = n.NS.Command(n.Env.Plugin, "run", "--config", p.Config, "--nri-socket", n.NRISocket)
+	p.cmd = n.NS.Command(n.Env.Plugin, append([]string{"run", "--config", p.Config, "--nri-socket", n.NRISocket}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	must(t, p.cmd.Start())
 	p.done = make(chan error, 1)
@@ -106,21 +109,25 @@ func (p *ExternalPlugin) Threads() int {
 	return 0
 }
 
-// StopPreRegisteredPlugin stops the plugin containerd started (containerd runs on without it,
-// as after a plugin crash) and waits until it is gone.
-func (n *Node) StopPreRegisteredPlugin() {
-	n.t.Helper()
-	var pid int
+// StandbyLock is the stand-by lock a pre-registered plugin configured with PluginBase holds (in
+// its stateDir), for an external plugin's --standby-lock.
+func (n *Node) StandbyLock() string { return standby.Path(filepath.Join(n.Dir, "state")) }
+
+// PreRegisteredPID is the process ID of the plugin containerd started, 0 when none runs (an
+// exited plugin containerd has not reaped yet counts as gone: it holds no file, and no lock).
+func (n *Node) PreRegisteredPID() int {
 	for _, p := range n.NS.pids() {
 		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", p)); err == nil && filepath.Base(exe) == "10-sandbox-guard" {
-			pid = p
+			return p
 		}
 	}
-	if pid == 0 {
-		n.t.Fatal("no pre-registered sandbox-guard process in the node's namespace")
-	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	Eventually(n.t, 10*time.Second, "pre-registered plugin gone", func() error {
+	return 0
+}
+
+// WaitGone waits until process pid has ended (or is a zombie).
+func WaitGone(t testing.TB, pid int, within time.Duration) {
+	t.Helper()
+	Eventually(t, within, fmt.Sprintf("process %d gone", pid), func() error {
 		// containerd reaps its plugins only when it stops: a zombie is gone enough.
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err == nil && !strings.Contains(string(b), ") Z ") {
@@ -128,4 +135,29 @@ func (n *Node) StopPreRegisteredPlugin() {
 		}
 		return nil
 	})
+}
+
+// ProcessState is the state letter of process pid in /proc/<pid>/stat (R, S, T for stopped, Z
+// for a zombie), or "" when there is no such process.
+func ProcessState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	if i := strings.LastIndexByte(string(b), ')'); i > 0 && len(b) > i+2 {
+		return string(b[i+2])
+	}
+	return ""
+}
+
+// StopPreRegisteredPlugin stops the plugin containerd started (containerd runs on without it,
+// as after a plugin crash) and waits until it is gone.
+func (n *Node) StopPreRegisteredPlugin() {
+	n.t.Helper()
+	pid := n.PreRegisteredPID()
+	if pid == 0 {
+		n.t.Fatal("no pre-registered sandbox-guard process in the node's namespace")
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	WaitGone(n.t, pid, 10*time.Second)
 }
