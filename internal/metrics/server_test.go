@@ -42,10 +42,6 @@ func (f *fakeHealth) ContainerdReachable(ctx context.Context) error {
 	return err
 }
 
-func (f *fakeHealth) set(connected bool, err error, block bool) {
-	f.setStandingBy(connected, err, block, "")
-}
-
 func (f *fakeHealth) setStandingBy(connected bool, err error, block bool, why string) {
 	f.connected.Store(connected)
 	f.mu.Lock()

@@ -168,7 +168,8 @@ func PodFromNRI(pod *api.PodSandbox) gate.Pod {
 }
 
 // Run connects to containerd and serves until ctx ends. A pre-registered plugin returns when
-// containerd closes the connection; an external plugin reconnects with capped back-off.
+// containerd closes the connection; an external plugin reconnects with capped back-off, and
+// stands by (disconnected) while StandBy says so.
 func (p *Plugin) Run(ctx context.Context) error {
 	if p.opts.PreRegistered {
 		s, err := p.newStub()
@@ -185,7 +186,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 	}
 	b := backoff.New(p.opts.Reconnect)
 	for ctx.Err() == nil {
-		if p.standingBy(ctx) {
+		if p.standingBy() {
 			if !backoff.Sleep(ctx, p.opts.StandByRecheck) {
 				return nil
 			}
@@ -225,7 +226,7 @@ func (p *Plugin) Run(ctx context.Context) error {
 }
 
 // standingBy asks StandBy whether to stand by, logs what changed and tells OnStandBy.
-func (p *Plugin) standingBy(ctx context.Context) bool {
+func (p *Plugin) standingBy() bool {
 	if p.opts.StandBy == nil {
 		return false
 	}
@@ -242,7 +243,7 @@ func (p *Plugin) standingBy(ctx context.Context) bool {
 	if p.opts.OnStandBy != nil && (prev == nil || prev.yes != yes) {
 		p.opts.OnStandBy(yes)
 	}
-	return yes && ctx.Err() == nil
+	return yes
 }
 
 // watchStandBy asks StandBy every StandByRecheck while the plugin connects or is connected and

@@ -636,7 +636,7 @@ func TestStandsByWhileTheLockIsHeld(t *testing.T) {
 		holder, err = standby.Hold(path) // the plugin's probe may hold it for an instant
 		return err == nil
 	})
-	defer holder.Release()
+	defer func() { _ = holder.Release() }()
 	testutil.WaitFor(t, "disconnected again", func() bool { yes, _ := p.StandingBy(); return yes && !p.Connected() })
 	seen := len(admitter.seen())
 	if err := rt.runPodSandbox(pod); err != nil || len(admitter.seen()) != seen || p.Connects() != 1 {

@@ -3,6 +3,7 @@ package standby
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,16 +21,21 @@ const helperEnv = "SG_STANDBY_TEST_HOLD"
 
 func TestMain(m *testing.M) {
 	if path := os.Getenv(helperEnv); path != "" {
-		l, err := Hold(path)
-		if err != nil {
-			os.Stdout.WriteString("error: " + err.Error() + "\n")
-			os.Exit(1)
-		}
-		os.Stdout.WriteString("held\n")
-		defer l.Release() // keeps l reachable: a collected *os.File closes its descriptor, and the lock with it
-		select {}
+		holdUntilKilled(path)
 	}
 	os.Exit(m.Run())
+}
+
+// holdUntilKilled is the helper process: it never returns.
+func holdUntilKilled(path string) {
+	l, err := Hold(path)
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println("held")
+	defer func() { _ = l.Release() }() // keeps l reachable: a collected *os.File closes its descriptor, and the lock with it
+	select {}
 }
 
 func probe(t *testing.T, path string) Holder {
@@ -96,7 +102,7 @@ func TestProbeFollowsTheLockNotTheFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Hold over a stale file: %v", err)
 	}
-	defer l.Release()
+	defer func() { _ = l.Release() }()
 	if b, _ := os.ReadFile(path); string(b) != strconv.Itoa(os.Getpid())+"\n" {
 		t.Errorf("file holds %q, want this process's ID", b)
 	}
@@ -127,7 +133,7 @@ func TestProbeReadOnlyFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Release()
+	defer func() { _ = l.Release() }()
 	if err := os.Chmod(path, 0o444); err != nil {
 		t.Fatal(err)
 	}

@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/sandbox-guard/sandbox-guard/deploy"
+	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/install"
 	"github.com/sandbox-guard/sandbox-guard/test/e2e/harness"
 )
@@ -274,32 +276,40 @@ checks:
 	})
 }
 
-// Never both on a node: where a pre-registered sandbox-guard is installed, the external
-// overlay's pod steps aside, so each pod is judged once, by the plugin containerd runs.
-func TestDaemonSetExternalYieldsToPreRegistered(t *testing.T) {
+// A standing watch: where a pre-registered sandbox-guard runs, the external overlay's pod stands
+// by (each pod is judged once, by the plugin containerd runs), through the stand-by lock it
+// sees in its state mount; when that plugin is killed, the pod takes over at once, and its
+// health server takes over the shared loopback address the probes ask.
+func TestDaemonSetExternalStandsByForPreRegistered(t *testing.T) {
 	env := harness.Load(t)
-	if help, _ := exec.Command(env.Plugin, "run", "-h").CombinedOutput(); !strings.Contains(string(help), "-yield-to-preregistered") {
-		t.Fatal("sandbox-guard run has no -yield-to-preregistered, which the external overlay passes")
+	if help, _ := exec.Command(env.Plugin, "run", "-h").CombinedOutput(); !strings.Contains(string(help), "-standby-lock") {
+		t.Fatal("sandbox-guard run has no -standby-lock, which the external overlay passes")
 	}
 	objs, err := deploy.Build(filepath.Join(env.RepoRoot, "deploy/overlays/external"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pod := objs.DaemonSet.Spec.Template.Spec
+	lock := strings.TrimPrefix(pod.Containers[0].Args[0], "--standby-lock=")
 	archive := buildImage(t, env)
 	harness.ForEachContainerd(t, func(t *testing.T, c harness.Containerd) {
 		env := harness.Load(t)
 		n := harness.StartNodeWithConfig(t, env, c, harness.NodeOptions{}, func(n *harness.RootNode) {
 			must(t, os.WriteFile(n.ConfigFile, []byte(n.ImportingMainConfig()), 0o644))
 			must(t, os.WriteFile(filepath.Join(n.ConfigD(), "00-test.toml"), []byte(n.TestDropIn()), 0o644))
+			// The shipped configuration's stateDir, at its place under the node's root, and the
+			// default metrics address, which the DaemonSet's pod shares on the node's loopback.
 			cfg := filepath.Join(n.Dir, "preregistered.yaml")
 			must(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`mode: enforce
-%spreset: none
+log: {file: %s, level: debug}
+containerd: {address: %s, configFile: %s}
+stateDir: %s
+preset: none
 refresh: {interval: 200ms}
 checks:
   - name: preregistered-marker
     file: {path: %s}
-`, n.PluginBase(), filepath.Join(n.Dir, "ready"))), 0o644))
+`, n.PluginLog, n.Socket, n.ConfigFile, filepath.Join(n.Root, config.Default().StateDir), filepath.Join(n.Dir, "ready"))), 0o644))
 			runInstall(t, n, 0, "--config", cfg)
 		})
 		if out, err := n.Ctr("images", "import", archive); err != nil {
@@ -309,21 +319,42 @@ checks:
 		must(t, os.MkdirAll(configDir, 0o755))
 		must(t, os.WriteFile(filepath.Join(configDir, "config.yaml"), []byte(`mode: enforce
 preset: none
+sandboxImage: ""
 checks:
   - name: external-marker
     file: {path: /nonexistent}
 `), 0o644))
+		pid := n.PreRegisteredPID()
+		if pid == 0 {
+			t.Fatal("containerd runs no pre-registered plugin")
+		}
 		ctr := n.RunContainer(daemonSetContainer(t, n, &pod, configDir, nil))
-		harness.Eventually(t, 20*time.Second, "the external plugin steps aside", func() error {
-			if !strings.Contains(ctr.Log(), "standing by, not gating") {
-				return fmt.Errorf("log:\n%s", ctr.Log())
-			}
-			return nil
-		})
+		containerLog := func(line string) {
+			t.Helper()
+			harness.Eventually(t, 20*time.Second, "the DaemonSet's plugin logs "+line, func() error {
+				if !strings.Contains(ctr.Log(), line) {
+					return fmt.Errorf("log:\n%s", ctr.Log())
+				}
+				return nil
+			})
+		}
+		containerLog(fmt.Sprintf("standing by: pre-registered sandbox-guard holds %s (pid %d)", lock, pid))
 		_, err := n.CRI.RunP(harness.Pod{Name: "web-1"})
 		wantRejection(t, err, "default/web-1", "preregistered-marker")
 		if strings.Contains(err.Error(), "external-marker") || strings.Contains(ctr.Log(), "connected to the container runtime") {
 			t.Errorf("the external plugin gates too: %v\nits log:\n%s", err, ctr.Log())
+		}
+		wantHTTP(t, n.NS, pod.Containers[0].ReadinessProbe.HTTPGet.Path, 200) // the pre-registered plugin's
+
+		must(t, syscall.Kill(pid, syscall.SIGKILL))
+		containerLog("taking over: no pre-registered sandbox-guard holds " + lock)
+		rejectedFor(t, n.Node, "external-marker", 5*time.Second)
+		// The probes' address is free now: the pod serves it, so its probes keep passing.
+		containerLog("metrics and health server started: its address is free now")
+		wantHTTP(t, n.NS, pod.Containers[0].LivenessProbe.HTTPGet.Path, 200)
+		wantHTTP(t, n.NS, pod.Containers[0].ReadinessProbe.HTTPGet.Path, 200)
+		if state, code, err := ctr.State(); err != nil || state != "CONTAINER_RUNNING" {
+			t.Errorf("container %s (exit %d, %v); log:\n%s", state, code, err, ctr.Log())
 		}
 	})
 }
