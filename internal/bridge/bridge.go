@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containerd/log"
@@ -39,6 +40,9 @@ type HostState struct {
 	Written   time.Time
 	ExpiresAt time.Time
 	Err       string
+	// Unrecorded says why the entry is written but not in the ledger (the state directory is
+	// full or read-only): it would stay behind should the host leave the configuration.
+	Unrecorded string
 }
 
 // Bridge keeps the entries fresh.
@@ -52,13 +56,18 @@ type Bridge struct {
 	// plain http is accepted too (a registry on loopback in tests). Any other host's token goes
 	// only to https://<host>.
 	Declared []string
+	// Ledger records every file the bridge writes, so that Run takes its entry out of files of
+	// hosts no longer configured; nil: nothing is recorded.
+	Ledger *Ledger
+	// Retry is the back-off after a failed refresh; zero: 1 s doubling to 5 min.
+	Retry backoff.Policy
 
 	mu    sync.Mutex
 	state map[string]HostState
 }
 
 // File is the hosts.toml of host.
-func (b *Bridge) File(host string) string { return filepath.Join(b.Dir, host, "hosts.toml") }
+func (b *Bridge) File(host string) string { return Entry{Dir: b.Dir, Host: host}.File() }
 
 // State returns the state of every host.
 func (b *Bridge) State() []HostState {
@@ -82,10 +91,26 @@ func (b *Bridge) now() time.Time {
 	return time.Now()
 }
 
-// Run refreshes every host's entry until ctx ends: at half of the token's remaining lifetime,
-// from the token cache shared with the image keeper.
+// entries are the files the bridge writes now.
+func (b *Bridge) entries() []Entry {
+	out := make([]Entry, 0, len(b.Hosts))
+	for _, h := range b.Hosts {
+		out = append(out, Entry{Dir: b.Dir, Host: h})
+	}
+	return out
+}
+
+// Run takes the bridge's entry out of every recorded file it no longer writes, then refreshes
+// every host's entry until ctx ends: at half of the token's remaining lifetime, from the token
+// cache shared with the image keeper. A failure is logged when it first appears or changes,
+// and when it clears, not at every retry.
 func (b *Bridge) Run(ctx context.Context) {
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		PruneUntilDone(ctx, b.Ledger, b.entries(), nil)
+	}()
 	for _, h := range b.Hosts {
 		wg.Add(1)
 		go func() {
@@ -97,19 +122,44 @@ func (b *Bridge) Run(ctx context.Context) {
 }
 
 func (b *Bridge) runHost(ctx context.Context, host string) {
-	bo := backoff.New(backoff.Policy{Initial: time.Second, Max: 5 * time.Minute, Jitter: 0.2})
+	policy := b.Retry
+	if policy.Initial == 0 {
+		policy = backoff.Policy{Initial: time.Second, Max: 5 * time.Minute, Jitter: 0.2}
+	}
+	bo := backoff.New(policy)
+	logger := log.G(ctx).WithField("host", host)
+	var lastErr, lastUnrecorded string
 	for {
 		next, err := b.Refresh(ctx, host)
 		if err != nil {
 			next = bo.Next()
-			log.G(ctx).WithField("host", host).WithField("retry_in", next.Round(time.Second).String()).WithError(err).Error("credential bridge not refreshed")
+			if err.Error() != lastErr {
+				logger.WithField("retry_in", next.Round(time.Second).String()).WithError(err).Error("credential bridge not refreshed (logged again when the error changes)")
+			}
+			lastErr = err.Error()
 		} else {
 			bo.Reset()
+			if lastErr != "" {
+				logger.Info("credential bridge refreshed again")
+			}
+			lastErr = ""
+		}
+		if u := b.hostState(host).Unrecorded; u != lastUnrecorded {
+			if u != "" {
+				logger.WithField("why", u).Warn("credential bridge entry written but not recorded in its ledger: it would stay behind if this host left the configuration")
+			}
+			lastUnrecorded = u
 		}
 		if !backoff.Sleep(ctx, next) {
 			return
 		}
 	}
+}
+
+func (b *Bridge) hostState(host string) HostState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state[host]
 }
 
 // Refresh writes host's entry with the current token and returns when to refresh again.
@@ -124,53 +174,71 @@ func (b *Bridge) Refresh(ctx context.Context, host string) (time.Duration, error
 		b.state[host] = st
 		b.mu.Unlock()
 	}()
-	// A crash while writing can leave a temporary copy holding an old token: none may linger.
-	if err := atomicfile.RemoveLeftovers(file); err != nil {
-		log.G(ctx).WithError(err).Warn("credential bridge: cannot remove a leftover temporary file")
+	fail := func(outcome string, err error) (time.Duration, error) {
+		st.Err = err.Error()
+		b.onWrite(host, outcome)
+		return 0, err
+	}
+	// The host's directory is opened without following a symbolic link: certs.d/<host> linked
+	// to _default (read for every registry) or elsewhere must not receive the token.
+	dir, err := atomicfile.OpenDir(b.Dir, host, 0)
+	exists := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fail("error", fmt.Errorf("%s not written: %w", file, err))
+	}
+	if exists {
+		defer func() { _ = dir.Close() }()
+		// A crash while writing can leave a temporary copy holding an old token: none may linger.
+		if err := dir.RemoveLeftovers(hostsToml); err != nil {
+			log.G(ctx).WithError(err).Warn("credential bridge: cannot remove a leftover temporary file")
+		}
 	}
 	creds, err := b.Tokens.Credentials(ctx, host)
 	if err != nil {
-		st.Err = err.Error()
-		b.onWrite(host, "token-error")
-		return 0, fmt.Errorf("token for %s: %w", host, err)
+		return fail("token-error", fmt.Errorf("token for %s: %w", host, err))
 	}
 	header := "Basic " + base64.StdEncoding.EncodeToString([]byte(creds.Username+":"+creds.Password))
-	existing, err := os.ReadFile(file)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		st.Err = err.Error()
-		b.onWrite(host, "error")
-		return 0, fmt.Errorf("reading %s: %w", file, err)
+	var existing []byte
+	if exists {
+		existing, err = dir.ReadFile(hostsToml)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fail("error", fmt.Errorf("%s not written: %w", file, err))
+		}
 	}
 	if existing == nil {
 		if why := wouldHide(b.Dir, host); why != "" {
-			st.Err = fmt.Sprintf("%s not created: %s", file, why)
-			b.onWrite(host, "error")
-			return 0, errors.New(st.Err)
+			return fail("error", fmt.Errorf("%s not created: %s", file, why))
 		}
 	}
 	if err := b.checkServer(host, existing); err != nil {
 		// The token must not travel to a mirror, a cache or over plain http: write nothing, and
 		// take out an entry written before the file changed.
-		st.Err = fmt.Sprintf("%s: nothing written: %v", file, err)
-		b.onWrite(host, "refused")
+		msg := fmt.Sprintf("%s: nothing written: %v", file, err)
 		if HasBlock(existing) {
-			if rerr := Remove(b.Dir, []string{host}); rerr != nil {
-				return 0, fmt.Errorf("%s; removing the old entry: %w", st.Err, rerr)
+			if rerr := removeEntry(Entry{Dir: b.Dir, Host: host}); rerr != nil {
+				return fail("refused", fmt.Errorf("%s; removing the old entry: %w", msg, rerr))
 			}
 		}
-		return 0, errors.New(st.Err)
+		return fail("refused", errors.New(msg))
 	}
 	merged, err := Merge(existing, "https://"+host, header)
 	if err != nil {
-		st.Err = fmt.Sprintf("%s left untouched: %v", file, err)
-		b.onWrite(host, "error")
-		return 0, errors.New(st.Err)
+		return fail("error", fmt.Errorf("%s left untouched: %w", file, err))
+	}
+	// Recorded before it is written: a crash in between leaves a record of a file without the
+	// entry, which removal skips, never an entry nobody knows of.
+	if err := b.Ledger.Add(Entry{Dir: b.Dir, Host: host}); err != nil {
+		st.Unrecorded = err.Error()
 	}
 	if string(merged) != string(existing) {
-		if err := WriteAtomic(file, merged); err != nil {
-			st.Err = err.Error()
-			b.onWrite(host, "error")
-			return 0, err
+		if !exists {
+			if dir, err = atomicfile.OpenDir(b.Dir, host, 0o755); err != nil {
+				return fail(writeOutcome(err), writeError(file, err))
+			}
+			defer func() { _ = dir.Close() }()
+		}
+		if err := dir.Write(hostsToml, merged, 0o600); err != nil {
+			return fail(writeOutcome(err), writeError(file, err))
 		}
 		b.onWrite(host, "written")
 		log.G(ctx).WithFields(logrus.Fields{"file": file, "expires": creds.ExpiresAt.UTC().Format(time.RFC3339)}).Info("credential bridge entry written")
@@ -180,6 +248,25 @@ func (b *Bridge) Refresh(ctx context.Context, host string) (time.Duration, error
 	// brings a new token, well before the header goes stale.
 	next := creds.ExpiresAt.Sub(b.now()) / 2
 	return min(max(next, 5*time.Second), time.Hour), nil
+}
+
+const hostsToml = "hosts.toml"
+
+// writeError says plainly when the hosts directory cannot be written at all: a read-only
+// mount (a container's /etc/containerd mounted read-only) is fixed by the operator, not by
+// retrying.
+func writeError(file string, err error) error {
+	if errors.Is(err, syscall.EROFS) {
+		return fmt.Errorf("%s not written: the hosts directory is on a read-only file system; mount it writable for sandbox-guard or turn ecr.credentialBridge off: %w", file, err)
+	}
+	return err
+}
+
+func writeOutcome(err error) string {
+	if errors.Is(err, syscall.EROFS) {
+		return "read-only"
+	}
+	return "error"
 }
 
 // checkServer allows the token only to the ECR registry itself: the server hosts.toml names must
@@ -207,49 +294,56 @@ func (b *Bridge) onWrite(host, outcome string) {
 	}
 }
 
-// Remove takes out exactly what the bridge added to each host's hosts.toml (the whole file if
-// the bridge created it); files without the bridge's entry are not touched. Used when the
-// bridge is turned off.
+// Remove takes out exactly what the bridge added to each host's hosts.toml in dir (the whole
+// file and its directory if the bridge created them); files without the bridge's entry are not
+// touched.
 func Remove(dir string, hosts []string) error {
 	var errs []error
 	for _, h := range hosts {
-		file := filepath.Join(dir, h, "hosts.toml")
-		existing, err := os.ReadFile(file)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if !HasBlock(existing) {
-			continue
-		}
-		r, err := removeBlock(existing)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", file, err))
-			continue
-		}
-		if r.Empty() {
-			err = os.Remove(file)
-			_ = os.Remove(filepath.Dir(file)) // only if empty
-		} else {
-			err = WriteAtomic(file, r.content)
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, removeEntry(Entry{Dir: dir, Host: h}))
 	}
 	return errors.Join(errs...)
 }
 
-// WriteAtomic writes a root-only file (it holds a token) atomically: containerd skips a
-// hosts.toml that fails to parse, so it must never see half a file.
-func WriteAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
+// removeEntry takes the bridge's entry out of e's file, never through a symbolic link.
+func removeEntry(e Entry) error {
+	file := e.File()
+	d, err := atomicfile.OpenDir(e.Dir, e.Host, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
 	}
-	return atomicfile.Write(path, data, 0o600)
+	if err != nil {
+		return fmt.Errorf("removing the credential bridge entry from %s: %w", file, err)
+	}
+	defer func() { _ = d.Close() }()
+	existing, err := d.ReadFile(hostsToml)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("removing the credential bridge entry: %w", err)
+	}
+	if !HasBlock(existing) {
+		return nil
+	}
+	r, err := removeBlock(existing)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if !r.Empty() {
+		return writeError(file, d.Write(hostsToml, r.content, 0o600))
+	}
+	if err := d.Remove(hostsToml); err != nil {
+		return writeError(file, err)
+	}
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("%s removed, but syncing its directory: %w", file, err)
+	}
+	if parent, err := atomicfile.OpenDir(e.Dir, "", 0); err == nil {
+		_ = parent.Remove(e.Host) // only if empty (the bridge created it)
+		_ = parent.Close()
+	}
+	return nil
 }
 
 // wouldHide says what a new <dir>/<host>/hosts.toml would change besides adding the header:

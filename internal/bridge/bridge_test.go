@@ -2,12 +2,15 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
 	"github.com/sandbox-guard/sandbox-guard/internal/ecr"
 	"github.com/sandbox-guard/sandbox-guard/internal/testutil"
 )
@@ -171,5 +174,134 @@ func TestRefreshRemovesLeftoverTokens(t *testing.T) {
 	}
 	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
 		t.Errorf("leftover still there (%v)", err)
+	}
+}
+
+// The host's directory, or its hosts.toml, being a symbolic link is refused: certs.d/<host>
+// linked to _default would hand the token to every registry containerd pulls from, a link
+// elsewhere would put it where others may read it. Nothing is written where the link points,
+// and the state (check's credential-bridge row) says why.
+func TestRefreshRefusesSymbolicLinks(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, dir, outside string) (target string)
+	}{
+		{name: "host directory linked to _default", setup: func(t *testing.T, dir, _ string) string {
+			mustWrite(t, filepath.Join(dir, "_default", "hosts.toml"), "# every registry\n")
+			mustSymlink(t, "_default", filepath.Join(dir, host))
+			return filepath.Join(dir, "_default", "hosts.toml")
+		}},
+		{name: "host directory linked elsewhere", setup: func(t *testing.T, dir, outside string) string {
+			mustSymlink(t, outside, filepath.Join(dir, host))
+			return filepath.Join(outside, "hosts.toml")
+		}},
+		{name: "hosts.toml linked elsewhere", setup: func(t *testing.T, dir, outside string) string {
+			mustWrite(t, filepath.Join(outside, "hosts.toml"), "server = \"https://"+host+"\"\n")
+			mustSymlink(t, filepath.Join(outside, "hosts.toml"), filepath.Join(dir, host, "hosts.toml"))
+			return filepath.Join(outside, "hosts.toml")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, outside := t.TempDir(), t.TempDir()
+			target := tc.setup(t, dir, outside)
+			before, _ := os.ReadFile(target)
+			var outcomes []string
+			b := &Bridge{Dir: dir, Hosts: []string{host}, Tokens: fixedTokens{now.Add(12 * time.Hour)}, Now: func() time.Time { return now },
+				OnWrite: func(_, outcome string) { outcomes = append(outcomes, outcome) }}
+			_, err := b.Refresh(testutil.Context(testutil.QuietLogger()), host)
+			if err == nil || !strings.Contains(err.Error(), "symbolic link") || !strings.Contains(err.Error(), filepath.Join(dir, host)) {
+				t.Fatalf("Refresh = %v, want a refusal naming the link", err)
+			}
+			if after, _ := os.ReadFile(target); string(after) != string(before) {
+				t.Fatalf("written through the link into %s:\n%s", target, after)
+			}
+			if st := b.State()[0]; !strings.Contains(st.Err, "symbolic link") {
+				t.Errorf("state %+v: want the refusal", st)
+			}
+			if len(outcomes) != 1 || outcomes[0] != "error" {
+				t.Errorf("outcomes %v, want [error]", outcomes)
+			}
+			// Removal (the bridge turned off) does not go through the link either.
+			if err := Remove(dir, []string{host}); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+				t.Errorf("Remove through a link = %v, want a refusal", err)
+			}
+			if after, _ := os.ReadFile(target); string(after) != string(before) {
+				t.Fatalf("Remove changed %s:\n%s", target, after)
+			}
+		})
+	}
+}
+
+// A failure that repeats is logged once, not at every retry; its end is logged too.
+func TestRunLogsAFailureOncePerChange(t *testing.T) {
+	l, hook := testutil.CaptureLogger()
+	ctx, cancel := context.WithCancel(testutil.Context(l))
+	defer cancel()
+	tokens := &scriptedTokens{errs: []error{errDenied, errDenied, errDenied, errDenied, errThrottled, errThrottled, nil}}
+	b := &Bridge{Dir: t.TempDir(), Hosts: []string{host}, Tokens: tokens, Retry: backoff.Policy{Initial: time.Millisecond, Max: time.Millisecond}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Run(ctx)
+	}()
+	testutil.WaitFor(t, "the entry written after the failures", func() bool { return !b.State()[0].Written.IsZero() })
+	cancel()
+	<-done
+	var failures, recovered int
+	for _, e := range hook.AllEntries() {
+		switch {
+		case strings.HasPrefix(e.Message, "credential bridge not refreshed"):
+			failures++
+		case e.Message == "credential bridge refreshed again":
+			recovered++
+		}
+	}
+	if failures != 2 || recovered != 1 {
+		t.Errorf("logged %d failures and %d recoveries for 6 failed refreshes with 2 errors, want 2 and 1", failures, recovered)
+	}
+}
+
+var (
+	errDenied    = errors.New("AccessDeniedException")
+	errThrottled = errors.New("ThrottlingException")
+)
+
+// scriptedTokens fails with errs in turn, then hands out a token.
+type scriptedTokens struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (s *scriptedTokens) Credentials(context.Context, string) (ecr.Credentials, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.errs) > 0 {
+		err := s.errs[0]
+		s.errs = s.errs[1:]
+		if err != nil {
+			return ecr.Credentials{}, err
+		}
+	}
+	return ecr.Credentials{Username: "AWS", Password: "secret-token", ExpiresAt: time.Now().Add(12 * time.Hour)}, nil
+}
+
+func mustWrite(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustSymlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker/config"
+
+	"github.com/sandbox-guard/sandbox-guard/internal/atomicfile"
 )
 
 const (
@@ -130,7 +132,10 @@ func TestRemoveLeavesOtherFilesAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	created, _ := Merge(nil, "https://"+host, auth)
-	if err := WriteAtomic(filepath.Join(dir, host, "hosts.toml"), created); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, host), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := atomicfile.Write(filepath.Join(dir, host, "hosts.toml"), created, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := os.Stat(filepath.Join(dir, host, "hosts.toml")); st.Mode().Perm() != 0o600 {
