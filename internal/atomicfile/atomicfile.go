@@ -73,7 +73,7 @@ func (d *Dir) Create(name string, perm fs.FileMode) (*File, error) {
 	}
 	tmpDir, err := d.mkdirTemp(tempPrefix(name))
 	if err != nil {
-		return nil, fmt.Errorf("writing %s: creating the temporary directory: %w", path, err)
+		return nil, fmt.Errorf("writing %s: creating the temporary directory: %w", path, unwrapPath(err))
 	}
 	f, err := d.root.OpenFile(tmpDir+"/"+name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm&fs.ModePerm)
 	if err == nil {
@@ -83,7 +83,7 @@ func (d *Dir) Create(name string, perm fs.FileMode) (*File, error) {
 	}
 	if err != nil {
 		_ = d.root.RemoveAll(tmpDir)
-		return nil, fmt.Errorf("writing %s: creating the temporary file: %w", path, err)
+		return nil, fmt.Errorf("writing %s: creating the temporary file: %w", path, unwrapPath(err))
 	}
 	return &File{dir: d, name: name, tmpDir: tmpDir, f: f}, nil
 }
@@ -109,9 +109,14 @@ func (d *Dir) mkdirTemp(prefix string) (string, error) {
 	return "", fmt.Errorf("no free name for a temporary directory %s*", d.Join(prefix))
 }
 
-// Write writes to the temporary file; its errors name that file.
+// Write writes to the temporary file; its errors name the target (the temporary file's name
+// is random, and an error that repeats must read the same each time).
 func (f *File) Write(p []byte) (int, error) {
-	return f.f.Write(p)
+	n, err := f.f.Write(p)
+	if err != nil {
+		err = fmt.Errorf("writing %s: %w", f.dir.Join(f.name), unwrapPath(err))
+	}
+	return n, err
 }
 
 // Commit puts the written data at the target path: fsync, close, rename over the target, fsync
@@ -130,10 +135,10 @@ func (f *File) Commit() error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("writing %s: flushing to disk: %w", path, err)
+		return fmt.Errorf("writing %s: flushing to disk: %w", path, unwrapPath(err))
 	}
 	if err := f.dir.root.Rename(f.tmpDir+"/"+f.name, f.name); err != nil {
-		return fmt.Errorf("writing %s: renaming into place: %w", path, err)
+		return fmt.Errorf("writing %s: renaming into place: %w", path, unwrapPath(err))
 	}
 	// Removed before the directory is synced, so that the sync makes its removal durable too.
 	_ = f.dir.root.Remove(f.tmpDir)

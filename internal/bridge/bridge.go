@@ -21,6 +21,7 @@ import (
 
 	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/atomicfile"
 	"github.com/sandbox-guard/sandbox-guard/internal/backoff"
@@ -248,6 +249,60 @@ func (b *Bridge) Refresh(ctx context.Context, host string) (time.Duration, error
 	// brings a new token, well before the header goes stale.
 	next := creds.ExpiresAt.Sub(b.now()) / 2
 	return min(max(next, 5*time.Second), time.Hour), nil
+}
+
+// Inspect looks at host's hosts.toml the way Refresh would write it, without writing or asking
+// for a token (the check command, which runs beside the plugin): it records why the entry
+// cannot be there, if anything stands in the way.
+func (b *Bridge) Inspect(host string) {
+	file := b.File(host)
+	st := HostState{Host: host, File: file}
+	defer func() {
+		b.mu.Lock()
+		if b.state == nil {
+			b.state = map[string]HostState{}
+		}
+		b.state[host] = st
+		b.mu.Unlock()
+	}()
+	dir, err := atomicfile.OpenDir(b.Dir, host, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if why := wouldHide(b.Dir, host); why != "" {
+			st.Err = fmt.Sprintf("%s not created: %s", file, why)
+		} else if err := readOnly(b.Dir); err != nil {
+			st.Err = writeError(file, err).Error()
+		}
+		return
+	case err != nil:
+		st.Err = fmt.Sprintf("%s not written: %v", file, err)
+		return
+	}
+	defer func() { _ = dir.Close() }()
+	existing, err := dir.ReadFile(hostsToml)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		st.Err = fmt.Sprintf("%s not written: %v", file, err)
+		return
+	}
+	if err := b.checkServer(host, existing); err != nil {
+		st.Err = fmt.Sprintf("%s: nothing written: %v", file, err)
+		return
+	}
+	if _, err := Merge(existing, "https://"+host, "Basic "); err != nil {
+		st.Err = fmt.Sprintf("%s left untouched: %v", file, err)
+		return
+	}
+	if err := readOnly(dir.Path()); err != nil {
+		st.Err = writeError(file, err).Error()
+	}
+}
+
+// readOnly returns EROFS when dir is on a read-only file system.
+func readOnly(dir string) error {
+	if err := unix.Access(dir, unix.W_OK); errors.Is(err, unix.EROFS) {
+		return &fs.PathError{Op: "access", Path: dir, Err: err}
+	}
+	return nil
 }
 
 const hostsToml = "hosts.toml"

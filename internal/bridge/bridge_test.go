@@ -305,3 +305,39 @@ func mustSymlink(t *testing.T, target, link string) {
 		t.Fatal(err)
 	}
 }
+
+// check's look at the files (beside the running plugin, without a token) says what stands in
+// the way of the entry.
+func TestInspect(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		setup   func(t *testing.T, dir string)
+		wantErr string // "" for nothing in the way
+	}{
+		{name: "nothing yet", setup: func(*testing.T, string) {}},
+		{name: "the registry itself", setup: func(t *testing.T, dir string) {
+			mustWrite(t, filepath.Join(dir, host, "hosts.toml"), "server = \"https://"+host+"\"\n")
+		}},
+		{name: "a cache in clear text", setup: func(t *testing.T, dir string) {
+			mustWrite(t, filepath.Join(dir, host, "hosts.toml"), "server = \"http://cache.example.net:5000\"\n")
+		}, wantErr: "not to the ECR registry itself"},
+		{name: "host directory linked", setup: func(t *testing.T, dir string) {
+			mustWrite(t, filepath.Join(dir, "_default", "hosts.toml"), "")
+			mustSymlink(t, "_default", filepath.Join(dir, host))
+		}, wantErr: "symbolic link"},
+		{name: "_default would be hidden", setup: func(t *testing.T, dir string) {
+			mustWrite(t, filepath.Join(dir, "_default", "hosts.toml"), "")
+		}, wantErr: "_default"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tc.setup(t, dir)
+			b := &Bridge{Dir: dir, Hosts: []string{host}, Tokens: fixedTokens{}}
+			b.Inspect(host)
+			st := b.State()[0]
+			if tc.wantErr == "" && st.Err != "" || !strings.Contains(st.Err, tc.wantErr) {
+				t.Errorf("state %+v, want an error containing %q", st, tc.wantErr)
+			}
+		})
+	}
+}

@@ -157,9 +157,9 @@ func Prune(l *Ledger, keep, extra []Entry) error {
 	return errors.Join(errs...)
 }
 
-// PruneUntilDone runs Prune until it succeeds or ctx ends, backing off in between; a failure is
-// logged when it first appears or changes.
-func PruneUntilDone(ctx context.Context, l *Ledger, keep, extra []Entry) {
+// PruneUntilDone runs Prune until it succeeds (true) or ctx ends (false), backing off in
+// between; a failure is logged when it first appears or changes.
+func PruneUntilDone(ctx context.Context, l *Ledger, keep, extra []Entry) bool {
 	bo := backoff.New(backoff.Policy{Initial: time.Second, Max: 5 * time.Minute, Jitter: 0.2})
 	var last string
 	for {
@@ -168,7 +168,7 @@ func PruneUntilDone(ctx context.Context, l *Ledger, keep, extra []Entry) {
 			if last != "" {
 				log.G(ctx).Info("credential bridge: entries of hosts no longer configured removed")
 			}
-			return
+			return true
 		}
 		next := bo.Next()
 		if err.Error() != last {
@@ -177,7 +177,7 @@ func PruneUntilDone(ctx context.Context, l *Ledger, keep, extra []Entry) {
 		}
 		last = err.Error()
 		if !backoff.Sleep(ctx, next) {
-			return
+			return false
 		}
 	}
 }

@@ -66,6 +66,9 @@ type Status struct {
 	Checked    time.Time
 	LastRepair time.Time
 	Repairs    int
+	// CopyError is why the local copy was not kept at the last ensure (a full or read-only
+	// state directory): an older copy, or none, is what a restore would find.
+	CopyError string
 }
 
 // Options configure a Keeper.
@@ -205,8 +208,7 @@ func (k *Keeper) ensure(ctx context.Context, t Target, i int) (Status, error) {
 			if err := k.completeRefs(ctx, t, i, rec.Target, configDigest, source); err != nil {
 				return Status{}, err
 			}
-			k.saveCopy(ctx, t, rec.Target, source)
-			return Status{Present: true, Pinned: true, Source: orDefault(source, t.Name)}, nil
+			return Status{Present: true, Pinned: true, Source: orDefault(source, t.Name), CopyError: k.saveCopy(ctx, t, i, rec.Target, source)}, nil
 		}
 		log.Warn("image record present but its content is incomplete; pulling it again")
 	}
@@ -240,9 +242,9 @@ func (k *Keeper) repair(ctx context.Context, t Target, i int, existing map[strin
 		if err := k.completeRefs(ctx, t, i, img.Target, configDigest, source); err != nil {
 			return Status{}, err
 		}
-		k.saveCopy(ctx, t, img.Target, source)
+		copyErr := k.saveCopy(ctx, t, i, img.Target, source)
 		log.WithFields(logrus.Fields{"source": src, "took": k.opts.Now().Sub(start).Round(time.Millisecond).String()}).Info("image " + verb(src) + "ed, present and pinned")
-		return Status{Present: true, Pinned: true, Source: orDefault(source, t.Name), LastRepair: k.opts.Now()}, nil
+		return Status{Present: true, Pinned: true, Source: orDefault(source, t.Name), LastRepair: k.opts.Now(), CopyError: copyErr}, nil
 	}
 	if lc := k.opts.LocalCopies; lc != nil {
 		img, err := lc.Restore(ctx, k.images, t.Name, labels)
@@ -336,16 +338,28 @@ func (k *Keeper) completeRefs(ctx context.Context, t Target, i int, target ocisp
 	return nil
 }
 
-func (k *Keeper) saveCopy(ctx context.Context, t Target, target ocispec.Descriptor, source string) {
+// saveCopy keeps the local copy of target i and returns why it could not ("" when it did). A
+// failure is logged when it first appears or changes, not at every ensure (a full disk lasts).
+func (k *Keeper) saveCopy(ctx context.Context, t Target, i int, target ocispec.Descriptor, source string) string {
 	if k.opts.LocalCopies == nil {
-		return
+		return ""
 	}
+	k.mu.Lock()
+	prev := k.status[i].CopyError
+	k.mu.Unlock()
 	saved, err := k.opts.LocalCopies.Save(ctx, k.images, t.Name, target, source)
 	if err != nil {
-		clog.G(ctx).WithField("image", t.Name).WithError(err).Warn("cannot keep a local copy")
-	} else if saved {
-		clog.G(ctx).WithField("image", t.Name).Info("local copy saved")
+		if oneLine(err) != prev {
+			clog.G(ctx).WithField("image", t.Name).WithError(err).Warn("cannot keep a local copy; a restore would find the previous one, if any (logged again when the error changes)")
+		}
+		return oneLine(err)
 	}
+	if saved {
+		clog.G(ctx).WithField("image", t.Name).Info("local copy saved")
+	} else if prev != "" {
+		clog.G(ctx).WithField("image", t.Name).Info("local copy kept again")
+	}
+	return ""
 }
 
 // labelsFor adds the source label when src is a fallback.

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"time"
@@ -39,41 +38,58 @@ type copyRecord struct {
 	Saved         time.Time `json:"saved"`
 }
 
-func (l *LocalCopies) paths(name string) (archive, record string) {
+// files names the archive and the record of name in the images directory.
+func (l *LocalCopies) files(name string) (archive, record string) {
 	sum := sha256.Sum256([]byte(name))
-	base := filepath.Join(l.Dir, "images", hex.EncodeToString(sum[:8]))
+	base := hex.EncodeToString(sum[:8])
 	return base + ".tar", base + ".json"
 }
 
-func (l *LocalCopies) read(name string) (copyRecord, error) {
-	_, recPath := l.paths(name)
-	b, err := os.ReadFile(recPath)
+// images opens <Dir>/images without following a symbolic link, neither there nor at Dir itself
+// (a link could put the copy where others read or replace it); mkdir creates what is missing,
+// private.
+func (l *LocalCopies) images(mkdir bool) (*atomicfile.Dir, error) {
+	var mode fs.FileMode
+	if mkdir {
+		mode = 0o700
+	}
+	d, err := atomicfile.OpenDir(filepath.Dir(l.Dir), filepath.Join(filepath.Base(l.Dir), "images"), mode)
+	if err != nil {
+		return nil, fmt.Errorf("local copies in %s: %w", l.Dir, err)
+	}
+	return d, nil
+}
+
+func (l *LocalCopies) read(d *atomicfile.Dir, name string) (copyRecord, error) {
+	_, recName := l.files(name)
+	b, err := d.ReadFile(recName)
 	if err != nil {
 		return copyRecord{}, err
 	}
 	var rec copyRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return copyRecord{}, fmt.Errorf("local copy record %s: %w", recPath, err)
+		return copyRecord{}, fmt.Errorf("local copy record %s: %w", d.Join(recName), err)
 	}
 	if rec.Name != name {
-		return copyRecord{}, fmt.Errorf("local copy record %s is for %s, not %s", recPath, rec.Name, name)
+		return copyRecord{}, fmt.Errorf("local copy record %s is for %s, not %s", d.Join(recName), rec.Name, name)
 	}
 	return rec, nil
 }
 
 // Save exports name unless the copy on disk already holds target; it reports whether it wrote.
 func (l *LocalCopies) Save(ctx context.Context, imgs Images, name string, target ocispec.Descriptor, source string) (bool, error) {
-	if rec, err := l.read(name); err == nil && rec.Target == target.Digest.String() {
-		archive, _ := l.paths(name)
-		if sum, err := fileSHA256(archive); err == nil && sum == rec.ArchiveSHA256 {
+	d, err := l.images(true)
+	if err != nil {
+		return false, fmt.Errorf("local copy of %s: %w", name, err)
+	}
+	defer func() { _ = d.Close() }()
+	archive, recName := l.files(name)
+	if rec, err := l.read(d, name); err == nil && rec.Target == target.Digest.String() {
+		if sum, err := fileSHA256(d, archive); err == nil && sum == rec.ArchiveSHA256 {
 			return false, nil // intact; a damaged copy is written again
 		}
 	}
-	archive, recPath := l.paths(name)
-	if err := os.MkdirAll(filepath.Dir(archive), 0o700); err != nil {
-		return false, fmt.Errorf("local copy of %s: %w", name, err)
-	}
-	arch, err := atomicfile.Create(archive, 0o600)
+	arch, err := d.Create(archive, 0o600)
 	if err != nil {
 		return false, fmt.Errorf("local copy of %s: %w", name, err)
 	}
@@ -89,7 +105,7 @@ func (l *LocalCopies) Save(ctx context.Context, imgs Images, name string, target
 	rec := copyRecord{Name: name, Target: target.Digest.String(), MediaType: target.MediaType, Size: target.Size,
 		ArchiveSHA256: hex.EncodeToString(h.Sum(nil)), Source: source, Saved: now().UTC()}
 	b, _ := json.MarshalIndent(rec, "", "  ")
-	recFile, err := atomicfile.Create(recPath, 0o600)
+	recFile, err := d.Create(recName, 0o600)
 	if err != nil {
 		return false, fmt.Errorf("local copy of %s: %w", name, err)
 	}
@@ -111,34 +127,53 @@ func (l *LocalCopies) Save(ctx context.Context, imgs Images, name string, target
 // ErrNoCopy means no local copy was ever saved for the image.
 var ErrNoCopy = errors.New("no local copy saved")
 
-// Restore verifies the archive of name against its record and imports it with labels.
+// Restore verifies the archive of name against its record and imports it with labels. The
+// archive is opened once: the bytes imported are the bytes verified, whatever happens to the
+// path meanwhile.
 func (l *LocalCopies) Restore(ctx context.Context, imgs Images, name string, labels map[string]string) (containerd.Image, error) {
-	rec, err := l.read(name)
+	d, err := l.images(false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return containerd.Image{}, ErrNoCopy
 	}
 	if err != nil {
 		return containerd.Image{}, err
 	}
-	archive, _ := l.paths(name)
-	sum, err := fileSHA256(archive)
+	defer func() { _ = d.Close() }()
+	rec, err := l.read(d, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return containerd.Image{}, ErrNoCopy
+	}
 	if err != nil {
+		return containerd.Image{}, err
+	}
+	archiveName, _ := l.files(name)
+	archive := d.Join(archiveName)
+	f, err := d.Open(archiveName)
+	if err != nil {
+		return containerd.Image{}, fmt.Errorf("reading local copy: %w", err)
+	}
+	defer func() { _ = f.Close() }() // read only
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
 		return containerd.Image{}, fmt.Errorf("reading local copy %s: %w", archive, err)
 	}
-	if sum != rec.ArchiveSHA256 {
+	if sum := hex.EncodeToString(h.Sum(nil)); sum != rec.ArchiveSHA256 {
 		return containerd.Image{}, fmt.Errorf("local copy %s is corrupted (sha256 %s, recorded %s); not imported", archive, sum[:12], rec.ArchiveSHA256[:min(12, len(rec.ArchiveSHA256))])
 	}
 	// The archive must hold the recorded image before anything is imported under its name.
-	if held, err := archiveTarget(archive); err != nil {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return containerd.Image{}, fmt.Errorf("reading local copy %s: %w", archive, err)
-	} else if held != rec.Target {
-		return containerd.Image{}, fmt.Errorf("local copy %s holds %s, recorded %s; not imported", archive, held, rec.Target)
 	}
-	f, err := os.Open(archive)
+	held, err := archiveImage(f)
 	if err != nil {
 		return containerd.Image{}, fmt.Errorf("reading local copy %s: %w", archive, err)
 	}
-	defer func() { _ = f.Close() }() // read only
+	if held != rec.Target {
+		return containerd.Image{}, fmt.Errorf("local copy %s holds %s, recorded %s; not imported", archive, held, rec.Target)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return containerd.Image{}, fmt.Errorf("reading local copy %s: %w", archive, err)
+	}
 	withSource := labels
 	if rec.Source != "" {
 		withSource = labelsFor(labels, rec.Source, name)
@@ -156,8 +191,8 @@ func (l *LocalCopies) Restore(ctx context.Context, imgs Images, name string, lab
 	return img, nil
 }
 
-func fileSHA256(file string) (string, error) {
-	f, err := os.Open(file)
+func fileSHA256(d *atomicfile.Dir, name string) (string, error) {
+	f, err := d.Open(name)
 	if err != nil {
 		return "", err
 	}
@@ -167,16 +202,6 @@ func fileSHA256(file string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// archiveTarget reads the digest of the image an OCI archive holds, from its index.json.
-func archiveTarget(file string) (string, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = f.Close() }() // read only
-	return archiveImage(f)
 }
 
 // archiveImage reads an OCI image layout tar to its end and returns the digest of the one image

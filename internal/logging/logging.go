@@ -76,7 +76,7 @@ func (d *Deferred) SetOutput(w io.Writer) error {
 // Async hands writes to w on its own goroutine, so that a writer that stalls (a full stderr
 // pipe, a hung file system) never blocks the caller: the RunPodSandbox hook logs under NRI's
 // node-wide lock and must answer within 2 s. When lines queue up faster than w takes them, the
-// newest are dropped and counted.
+// newest are dropped and counted; so are the lines w fails to write.
 type Async struct {
 	w       io.Writer
 	queue   chan []byte
@@ -97,7 +97,11 @@ func NewAsync(w io.Writer, lines int) *Async {
 func (a *Async) run() {
 	defer close(a.done)
 	for p := range a.queue {
-		_, _ = a.w.Write(p) // nowhere to report a failing log writer but the log itself
+		// A line the writer refuses (a full disk, a closed pipe) is lost like one dropped from
+		// the queue, and counted the same way: there is nowhere else to report it.
+		if _, err := a.w.Write(p); err != nil {
+			a.dropped.Add(1)
+		}
 	}
 }
 
@@ -117,7 +121,7 @@ func (a *Async) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Dropped counts the writes dropped so far.
+// Dropped counts the writes dropped so far, and those the writer failed.
 func (a *Async) Dropped() uint64 { return a.dropped.Load() }
 
 // Close stops taking writes and waits up to wait for the queue to drain into w (a stalled w is

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,5 +89,23 @@ func TestAsyncCloseAbandonsAStalledWriter(t *testing.T) {
 	a.Close(50 * time.Millisecond)
 	if time.Since(start) > 20*time.Second {
 		t.Error("Close waited for a stalled writer")
+	}
+}
+
+// failing is a writer on a full disk.
+type failing struct{}
+
+func (failing) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
+
+// A line the writer cannot write (a full disk) is lost and counted, like one dropped from the
+// queue: sandbox_guard_log_lines_dropped_total then shows what the log file is missing.
+func TestAsyncCountsLinesTheWriterFails(t *testing.T) {
+	a := NewAsync(failing{}, 1024)
+	for range 10 {
+		_, _ = a.Write([]byte("line\n"))
+	}
+	a.Close(10 * time.Second)
+	if d := a.Dropped(); d != 10 {
+		t.Errorf("dropped %d, want the 10 lines the writer refused", d)
 	}
 }

@@ -138,7 +138,7 @@ const (
 	helpBridge       = "Registry credentials written for containerd by the credential bridge, by host and outcome."
 	helpBuildInfo    = "Always 1; the version label names the running build."
 	helpPanics       = "Panics recovered, by where (hook, or the worker that was restarted)."
-	helpLogDrops     = "Log lines dropped because the log output did not keep up (a stalled stderr pipe or log file); the hook never waits for it."
+	helpLogDrops     = "Log lines lost: dropped because the log output did not keep up (a stalled stderr pipe or log file; the hook never waits for it), or refused by it (a full disk)."
 )
 
 func name(n string) string { return namespace + "_" + n }

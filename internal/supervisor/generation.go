@@ -180,15 +180,15 @@ func (g *generation) runImages(ctx context.Context) {
 	st := g.workersFor(ctx, plan)
 	st.running = true
 	g.images.Store(st)
-	if len(plan.Targets) == 0 {
-		return
-	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		// Also with no image to keep: entries written for an earlier configuration must go.
 		g.supervise(ctx, "bridge", func(ctx context.Context) { g.runBridge(ctx, st) })
 	}()
-	st.keeper.Run(ctx)
+	if len(plan.Targets) > 0 {
+		st.keeper.Run(ctx)
+	}
 	<-done
 }
 
@@ -210,27 +210,35 @@ func (g *generation) workersFor(ctx context.Context, plan *Plan) *imagesState {
 	st := &imagesState{plan: plan, client: client, keeper: keeper.New(client, opts)}
 	if g.cfg.ECR.CredentialBridge && plan.Bridge.Dir != "" && len(plan.Bridge.Hosts) > 0 {
 		st.bridge = &bridge.Bridge{Dir: plan.Bridge.Dir, Hosts: plan.Bridge.Hosts, Tokens: g.ecr, OnWrite: g.metrics.ObserveBridgeWrite,
-			Declared: slices.Collect(maps.Keys(g.cfg.ECR.Registries))}
+			Declared: slices.Collect(maps.Keys(g.cfg.ECR.Registries)), Ledger: g.ledger()}
 	}
 	return st
 }
 
-// runBridge keeps the bridge's entries while it is on, and removes what it added when it is off.
+// ledger is where the bridge records the files it writes.
+func (g *generation) ledger() *bridge.Ledger { return &bridge.Ledger{StateDir: g.cfg.StateDir} }
+
+// runBridge keeps the bridge's entries while it is on, and removes what it added when it is
+// off; in both cases also from every file it wrote for an earlier configuration.
 func (g *generation) runBridge(ctx context.Context, st *imagesState) {
 	p := st.plan.Bridge
 	logger := log.G(ctx)
-	if p.Dir == "" || len(p.Hosts) == 0 {
-		if g.cfg.ECR.CredentialBridge {
-			logger.WithField("why", p.Why).Warn("credential bridge on, but there is nothing to write: no ECR host among the kept images or no hosts directory")
+	var planned []bridge.Entry
+	for _, h := range p.Hosts {
+		if p.Dir != "" {
+			planned = append(planned, bridge.Entry{Dir: p.Dir, Host: h})
+		}
+	}
+	if !g.cfg.ECR.CredentialBridge {
+		// The planned hosts too: a version without the ledger may have written them.
+		if bridge.PruneUntilDone(ctx, g.ledger(), nil, planned) {
+			logger.WithField("dir", p.Dir).Debug("credential bridge off: no entry of it left in the hosts directory")
 		}
 		return
 	}
-	if !g.cfg.ECR.CredentialBridge {
-		if err := bridge.Remove(p.Dir, p.Hosts); err != nil {
-			logger.WithError(err).Warn("credential bridge off: cannot remove its entries")
-			return
-		}
-		logger.WithField("dir", p.Dir).Debug("credential bridge off: no entry of it left in the hosts directory")
+	if p.Dir == "" || len(p.Hosts) == 0 {
+		logger.WithField("why", p.Why).Warn("credential bridge on, but there is nothing to write: no ECR host among the kept images or no hosts directory")
+		bridge.PruneUntilDone(ctx, g.ledger(), nil, nil)
 		return
 	}
 	if !p.Effective {
@@ -259,6 +267,11 @@ func (g *generation) inspect(ctx context.Context) Status {
 			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			st.keeper.InspectAll(ictx)
 			cancel()
+			if st.bridge != nil {
+				for _, h := range st.bridge.Hosts {
+					st.bridge.Inspect(h)
+				}
+			}
 			g.images.Store(st)
 		}
 	}

@@ -120,6 +120,9 @@ func (s Status) imagesRow() Row {
 			if st.Source != st.Name && st.Source != "" {
 				d += " (from " + st.Source + ")"
 			}
+			if st.CopyError != "" {
+				d += "; local copy not kept: " + st.CopyError
+			}
 			parts = append(parts, d)
 		case st.Checked.IsZero():
 			row.OK = false
@@ -164,7 +167,11 @@ func (s Status) bridgeRow() Row {
 				parts = append(parts, fmt.Sprintf("%s: %s not written yet", st.Host, st.File))
 			}
 		default:
-			parts = append(parts, fmt.Sprintf("%s: %s, token expires in %d min", st.Host, st.File, int(st.ExpiresAt.Sub(s.now()).Minutes())))
+			d := fmt.Sprintf("%s: %s, token expires in %d min", st.Host, st.File, int(st.ExpiresAt.Sub(s.now()).Minutes()))
+			if st.Unrecorded != "" {
+				d += " (not recorded, so it would stay behind if the host left the configuration: " + oneLine(st.Unrecorded) + ")"
+			}
+			parts = append(parts, d)
 		}
 	}
 	if !b.Plan.Effective {

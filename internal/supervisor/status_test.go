@@ -60,6 +60,12 @@ func TestStatusRows(t *testing.T) {
 			Plan:  BridgePlan{Dir: "/d", Hosts: []string{"h"}, Why: "transfer service", Fix: "set use_local_image_pull = true"},
 			Hosts: []bridge.HostState{{Host: "h", Err: "permission denied"}}}},
 			[]string{"images", "credential-bridge"}, []bool{true, false}, "h: permission denied; NOT effective: transfer service; fix: set use_local_image_pull = true"},
+		{"image present, local copy not kept", Status{ImagesConfigured: true, Plan: plan, Images: []keeper.Status{
+			{Name: "a", Present: true, Pinned: true, Source: "a", Checked: now, CopyError: "local copy of a: no space left on device"},
+		}}, []string{"images"}, []bool{true}, "a present and pinned; local copy not kept: local copy of a: no space left on device"},
+		{"bridge written, not recorded", Status{ImagesConfigured: true, Plan: plan, Bridge: &BridgeStatus{Planned: true, Plan: effective, Running: true,
+			Hosts: []bridge.HostState{{Host: "h", File: "/d/h/hosts.toml", Written: now, ExpiresAt: now.Add(6 * time.Hour), Unrecorded: "no space left on device"}}}},
+			[]string{"images", "credential-bridge"}, []bool{true, true}, "token expires in 360 min (not recorded, so it would stay behind if the host left the configuration: no space left on device)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
