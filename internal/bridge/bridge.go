@@ -294,6 +294,16 @@ func (b *Bridge) Inspect(host string) {
 	}
 	if err := readOnly(dir.Path()); err != nil {
 		st.Err = writeError(file, err).Error()
+		return
+	}
+	if HasBlock(existing) && b.Ledger != nil {
+		recorded, err := b.Ledger.Entries()
+		if err == nil && !slices.Contains(recorded, Entry{Dir: b.Dir, Host: host}) {
+			err = fmt.Errorf("not in %s", b.Ledger.Path())
+		}
+		if err != nil {
+			st.Unrecorded = err.Error()
+		}
 	}
 }
 

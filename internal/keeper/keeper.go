@@ -421,6 +421,11 @@ func (k *Keeper) InspectAll(ctx context.Context) {
 				st.Present, st.LastError = true, fmt.Sprintf("%s %s is present but not pinned: kubelet's image GC may delete it", t.Role, t.Name)
 			default:
 				st.Present, st.Pinned, st.Source = true, true, orDefault(rec.Labels[LabelSource], t.Name)
+				if lc := k.opts.LocalCopies; lc != nil {
+					if err := lc.Check(t.Name, rec.Target); err != nil {
+						st.CopyError = oneLine(err)
+					}
+				}
 			}
 		}
 		k.mu.Lock()

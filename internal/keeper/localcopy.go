@@ -124,6 +124,36 @@ func (l *LocalCopies) Save(ctx context.Context, imgs Images, name string, target
 	return true, nil
 }
 
+// Check reports, without writing, why the copy on disk would not restore target: none saved, an
+// older image, a damaged archive, a symbolic link on the way; nil when it would.
+func (l *LocalCopies) Check(name string, target ocispec.Descriptor) error {
+	d, err := l.images(false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w in %s", ErrNoCopy, l.Dir)
+	}
+	if err != nil {
+		return err
+	}
+	defer func() { _ = d.Close() }()
+	rec, err := l.read(d, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w in %s", ErrNoCopy, l.Dir)
+	}
+	if err != nil {
+		return err
+	}
+	archive, _ := l.files(name)
+	switch sum, err := fileSHA256(d, archive); {
+	case err != nil:
+		return fmt.Errorf("local copy %s: %w", d.Join(archive), err)
+	case sum != rec.ArchiveSHA256:
+		return fmt.Errorf("local copy %s is corrupted", d.Join(archive))
+	case rec.Target != target.Digest.String():
+		return fmt.Errorf("the local copy in %s holds %s, not the present %s", l.Dir, rec.Target, target.Digest)
+	}
+	return nil
+}
+
 // ErrNoCopy means no local copy was ever saved for the image.
 var ErrNoCopy = errors.New("no local copy saved")
 

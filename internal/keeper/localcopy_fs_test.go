@@ -209,3 +209,34 @@ func TestKeeperReportsALocalCopyItCannotKeep(t *testing.T) {
 		t.Errorf("status %+v after the state directory is fixed: want the copy saved and no error", st)
 	}
 }
+
+// check's look at the local copy (without writing): none saved, the present image's, an older
+// image's, a damaged one.
+func TestLocalCopyCheck(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	lc := &keeper.LocalCopies{Dir: dir}
+	f := keepertest.NewFake()
+	presentImage(f, testName, "v1", pinned())
+	v1, _ := keepertest.Image("v1")
+	v2, _ := keepertest.Image("v2")
+	if err := lc.Check(testName, v1); !errors.Is(err, keeper.ErrNoCopy) {
+		t.Errorf("Check before any save = %v, want ErrNoCopy", err)
+	}
+	if _, err := lc.Save(ctx, f, testName, v1, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := lc.Check(testName, v1); err != nil {
+		t.Errorf("Check of the saved image = %v", err)
+	}
+	if err := lc.Check(testName, v2); err == nil || !strings.Contains(err.Error(), "not the present") {
+		t.Errorf("Check of another image = %v", err)
+	}
+	archive, _ := copyFiles(t, dir)
+	if err := os.WriteFile(archive, []byte("damaged"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := lc.Check(testName, v1); err == nil || !strings.Contains(err.Error(), "corrupted") {
+		t.Errorf("Check of a damaged copy = %v", err)
+	}
+}

@@ -155,24 +155,25 @@ func (s Status) bridgeRow() Row {
 	}
 	var parts []string
 	for _, st := range b.Hosts {
+		var d string
 		switch {
 		case st.Err != "":
 			row.OK = false
-			parts = append(parts, st.Host+": "+st.Err)
+			d = st.Host + ": " + st.Err
 		case st.Written.IsZero():
 			if _, err := os.Stat(st.File); err == nil && !b.Running {
-				parts = append(parts, fmt.Sprintf("%s: %s present", st.Host, st.File))
+				d = fmt.Sprintf("%s: %s present", st.Host, st.File)
 			} else {
 				row.OK = false
-				parts = append(parts, fmt.Sprintf("%s: %s not written yet", st.Host, st.File))
+				d = fmt.Sprintf("%s: %s not written yet", st.Host, st.File)
 			}
 		default:
-			d := fmt.Sprintf("%s: %s, token expires in %d min", st.Host, st.File, int(st.ExpiresAt.Sub(s.now()).Minutes()))
-			if st.Unrecorded != "" {
-				d += " (not recorded, so it would stay behind if the host left the configuration: " + oneLine(st.Unrecorded) + ")"
-			}
-			parts = append(parts, d)
+			d = fmt.Sprintf("%s: %s, token expires in %d min", st.Host, st.File, int(st.ExpiresAt.Sub(s.now()).Minutes()))
 		}
+		if st.Unrecorded != "" && st.Err == "" {
+			d += " (not recorded, so it would stay behind if the host left the configuration: " + oneLine(st.Unrecorded) + ")"
+		}
+		parts = append(parts, d)
 	}
 	if !b.Plan.Effective {
 		parts = append(parts, "NOT effective: "+b.Plan.Why+"; fix: "+b.Plan.Fix)
