@@ -127,7 +127,7 @@ func (b *Bridge) runHost(ctx context.Context, host string) {
 	if policy.Initial == 0 {
 		policy = backoff.Policy{Initial: time.Second, Max: 5 * time.Minute, Jitter: 0.2}
 	}
-	bo := backoff.New(policy)
+	bo, unrecordedRetry := backoff.New(policy), backoff.New(policy)
 	logger := log.G(ctx).WithField("host", host)
 	var lastErr, lastUnrecorded string
 	for {
@@ -145,11 +145,19 @@ func (b *Bridge) runHost(ctx context.Context, host string) {
 			}
 			lastErr = ""
 		}
-		if u := b.hostState(host).Unrecorded; u != lastUnrecorded {
+		u := b.hostState(host).Unrecorded
+		if u != lastUnrecorded {
 			if u != "" {
 				logger.WithField("why", u).Warn("credential bridge entry written but not recorded in its ledger: it would stay behind if this host left the configuration")
+			} else {
+				logger.Info("credential bridge entry recorded in its ledger")
 			}
 			lastUnrecorded = u
+		}
+		if err == nil && u != "" {
+			next = min(next, unrecordedRetry.Next()) // recorded as soon as the state directory takes it
+		} else if u == "" {
+			unrecordedRetry.Reset()
 		}
 		if !backoff.Sleep(ctx, next) {
 			return

@@ -58,16 +58,18 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 type imagesCollector struct {
 	m                                *Metrics
 	present, pinned, repair, repairs *prometheus.Desc
+	copyFailing                      *prometheus.Desc
 }
 
 func newImagesCollector(m *Metrics) *imagesCollector {
 	labels := []string{"image", "role"}
 	return &imagesCollector{
-		m:       m,
-		present: prometheus.NewDesc(name("image_present"), helpImagePresent, labels, nil),
-		pinned:  prometheus.NewDesc(name("image_pinned"), helpImagePinned, labels, nil),
-		repair:  prometheus.NewDesc(name("image_last_repair_timestamp_seconds"), helpImageRepair, labels, nil),
-		repairs: prometheus.NewDesc(name("image_repairs"), helpImageRepairs, labels, nil),
+		m:           m,
+		present:     prometheus.NewDesc(name("image_present"), helpImagePresent, labels, nil),
+		pinned:      prometheus.NewDesc(name("image_pinned"), helpImagePinned, labels, nil),
+		repair:      prometheus.NewDesc(name("image_last_repair_timestamp_seconds"), helpImageRepair, labels, nil),
+		repairs:     prometheus.NewDesc(name("image_repairs"), helpImageRepairs, labels, nil),
+		copyFailing: prometheus.NewDesc(name("image_local_copy_failing"), helpImageCopyFailing, labels, nil),
 	}
 }
 
@@ -76,6 +78,7 @@ func (c *imagesCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.pinned
 	ch <- c.repair
 	ch <- c.repairs
+	ch <- c.copyFailing
 }
 
 func (c *imagesCollector) Collect(ch chan<- prometheus.Metric) {
@@ -97,6 +100,7 @@ func (c *imagesCollector) Collect(ch chan<- prometheus.Metric) {
 			send(ch, c.repair, prometheus.GaugeValue, float64(st.LastRepair.UnixNano())/1e9, image, role)
 		}
 		send(ch, c.repairs, prometheus.GaugeValue, float64(st.Repairs), image, role)
+		send(ch, c.copyFailing, prometheus.GaugeValue, b2f(st.CopyFailing), image, role)
 	}
 }
 

@@ -118,27 +118,28 @@ type Metrics struct {
 
 // Help texts, shared with the tests.
 const (
-	helpPods         = "Pod sandboxes the RunPodSandbox hook decided, by verdict (admit, reject, would-reject)."
-	helpRejections   = "Pod sandboxes rejected (verdict reject) or admitted only because of warn mode (verdict would-reject), per failing check."
-	helpHook         = "Time the RunPodSandbox hook took to decide."
-	helpCheckOK      = "1 when the check passed at its last run, else 0."
-	helpCheckTook    = "How long the check's last run took."
-	helpReady        = "1 when every gating check passes, else 0."
-	helpImagePresent = "1 when the image is present, complete and unpacked under the name CRI looks up, else 0."
-	helpImagePinned  = "1 when the image is pinned against kubelet's image garbage collection, else 0."
-	helpImageRepair  = "When the image keeper last repaired the image (pulled or restored it), as a Unix time; absent if never."
-	helpImageRepairs = "How often the image keeper has repaired the image since it was built."
-	helpEnsures      = "Image ensure attempts by outcome and the source the image came from."
-	helpPulls        = "Time an image pull (including fallbacks and restoring the local copy) took."
-	helpECRFetches   = "ECR GetAuthorizationToken calls made (each may include SDK retries)."
-	helpECRErrors    = "ECR token fetches that failed."
-	helpNRIConnected = "1 while the plugin is registered with containerd through NRI, else 0."
-	helpStandingBy   = "1 while this external plugin stands by because a pre-registered sandbox-guard holds its stand-by lock (containerd runs that one and it gates), else 0."
-	helpNRIConnects  = "Successful NRI registrations with containerd (reconnects are this minus 1)."
-	helpBridge       = "Registry credentials written for containerd by the credential bridge, by host and outcome."
-	helpBuildInfo    = "Always 1; the version label names the running build."
-	helpPanics       = "Panics recovered, by where (hook, or the worker that was restarted)."
-	helpLogDrops     = "Log lines lost: dropped because the log output did not keep up (a stalled stderr pipe or log file; the hook never waits for it), or refused by it (a full disk)."
+	helpPods             = "Pod sandboxes the RunPodSandbox hook decided, by verdict (admit, reject, would-reject)."
+	helpRejections       = "Pod sandboxes rejected (verdict reject) or admitted only because of warn mode (verdict would-reject), per failing check."
+	helpHook             = "Time the RunPodSandbox hook took to decide."
+	helpCheckOK          = "1 when the check passed at its last run, else 0."
+	helpCheckTook        = "How long the check's last run took."
+	helpReady            = "1 when every gating check passes, else 0."
+	helpImagePresent     = "1 when the image is present, complete and unpacked under the name CRI looks up, else 0."
+	helpImagePinned      = "1 when the image is pinned against kubelet's image garbage collection, else 0."
+	helpImageRepair      = "When the image keeper last repaired the image (pulled or restored it), as a Unix time; absent if never."
+	helpImageRepairs     = "How often the image keeper has repaired the image since it was built."
+	helpImageCopyFailing = "1 when the image keeper could not keep the image's local copy at its last ensure (a full or read-only state directory), else 0."
+	helpEnsures          = "Image ensure attempts by outcome and the source the image came from."
+	helpPulls            = "Time an image pull (including fallbacks and restoring the local copy) took."
+	helpECRFetches       = "ECR GetAuthorizationToken calls made (each may include SDK retries)."
+	helpECRErrors        = "ECR token fetches that failed."
+	helpNRIConnected     = "1 while the plugin is registered with containerd through NRI, else 0."
+	helpStandingBy       = "1 while this external plugin stands by because a pre-registered sandbox-guard holds its stand-by lock (containerd runs that one and it gates), else 0."
+	helpNRIConnects      = "Successful NRI registrations with containerd (reconnects are this minus 1)."
+	helpBridge           = "Registry credentials written for containerd by the credential bridge, by host and outcome."
+	helpBuildInfo        = "Always 1; the version label names the running build."
+	helpPanics           = "Panics recovered, by where (hook, or the worker that was restarted)."
+	helpLogDrops         = "Log lines lost: dropped because the log output did not keep up (a stalled stderr pipe or log file; the hook never waits for it), or refused by it (a full disk)."
 )
 
 func name(n string) string { return namespace + "_" + n }
@@ -243,6 +244,7 @@ type Image struct {
 	Present, Pinned bool
 	LastRepair      time.Time // zero: never repaired
 	Repairs         int
+	CopyFailing     bool // the local copy could not be kept (a full or read-only state directory)
 }
 
 // WatchChecks makes every scrape read the checks' latest results from f:
@@ -261,8 +263,8 @@ func (m *Metrics) WatchChecks(f func() (checks []Check, ready bool)) {
 }
 
 // WatchImages makes every scrape read the image keeper's statuses from f:
-// sandbox_guard_image_present, _image_pinned, _image_last_repair_timestamp_seconds and
-// _image_repairs, each labelled {image,role}. f must be cheap and safe for concurrent use.
+// sandbox_guard_image_present, _image_pinned, _image_last_repair_timestamp_seconds,
+// _image_repairs and _image_local_copy_failing, each labelled {image,role}. f must be cheap and safe for concurrent use.
 func (m *Metrics) WatchImages(f func() []Image) {
 	if m == nil {
 		return

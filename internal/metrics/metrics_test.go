@@ -307,6 +307,12 @@ sandbox_guard_image_repairs{image="registry.k8s.io/pause:3.10",role="sandbox ima
 	st = []Image{{Name: "a", Role: "pinned image"}}
 	compare(t, m, hdr("sandbox_guard_image_present", helpImagePresent)+`sandbox_guard_image_present{image="a",role="pinned image"} 0
 `, "sandbox_guard_image_present")
+
+	// A local copy that cannot be kept (a full state directory) shows, as the log may be full too.
+	st = []Image{{Name: "a", Role: "sandbox image", Present: true, CopyFailing: true}, {Name: "b", Role: "pinned image", Present: true}}
+	compare(t, m, hdr("sandbox_guard_image_local_copy_failing", helpImageCopyFailing)+`sandbox_guard_image_local_copy_failing{image="a",role="sandbox image"} 1
+sandbox_guard_image_local_copy_failing{image="b",role="pinned image"} 0
+`, "sandbox_guard_image_local_copy_failing")
 }
 
 func TestObserveEnsure(t *testing.T) {

@@ -227,7 +227,7 @@ func metricImages(sts []keeper.Status) []metrics.Image {
 	out := make([]metrics.Image, 0, len(sts))
 	for _, st := range sts {
 		out = append(out, metrics.Image{Name: st.Name, Role: st.Role, Present: st.Present, Pinned: st.Pinned,
-			LastRepair: st.LastRepair, Repairs: st.Repairs})
+			LastRepair: st.LastRepair, Repairs: st.Repairs, CopyFailing: st.CopyError != ""})
 	}
 	return out
 }

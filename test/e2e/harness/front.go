@@ -2,11 +2,13 @@ package harness
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 )
 
@@ -29,6 +31,9 @@ type Front struct {
 	requests atomic.Int64
 	anon     atomic.Int64
 	denied   atomic.Int64
+
+	mu    sync.Mutex
+	auths map[string]int // Authorization headers clients sent, before InjectAuth
 }
 
 // FrontOptions shape a Front.
@@ -43,7 +48,7 @@ func (n *Node) StartFront(opts FrontOptions) *Front {
 	target, _ := url.Parse("http://" + n.Registry.Host)
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	proxy.Transport = n.NS.HTTPClient().Transport // the registry listens inside the namespace
-	f := &Front{}
+	f := &Front{auths: map[string]int{}}
 	l := n.NS.Listen(t)
 	f.Host = l.Addr().String()
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -51,6 +56,10 @@ func (n *Node) StartFront(opts FrontOptions) *Front {
 		auth := r.Header.Get("Authorization")
 		if auth == "" {
 			f.anon.Add(1)
+		} else {
+			f.mu.Lock()
+			f.auths[auth]++
+			f.mu.Unlock()
 		}
 		switch FrontMode(f.mode.Load()) {
 		case Front500:
@@ -84,3 +93,11 @@ func (f *Front) SetMode(m FrontMode) { f.mode.Store(int32(m)) }
 func (f *Front) Requests() int64  { return f.requests.Load() }
 func (f *Front) Anonymous() int64 { return f.anon.Load() }
 func (f *Front) Denied() int64    { return f.denied.Load() }
+
+// Authorizations counts the requests per Authorization header the clients sent (before
+// InjectAuth adds the registry's own).
+func (f *Front) Authorizations() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.auths)
+}
