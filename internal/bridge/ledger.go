@@ -26,6 +26,18 @@ type Entry struct {
 // File is the entry's hosts.toml.
 func (e Entry) File() string { return filepath.Join(e.Dir, e.Host, hostsToml) }
 
+// clean spells the directory one way: the same file recorded as certs.d/ and as certs.d must
+// not look like a file the bridge no longer writes.
+func (e Entry) clean() Entry { return Entry{Dir: filepath.Clean(e.Dir), Host: e.Host} }
+
+func cleanAll(es []Entry) []Entry {
+	out := make([]Entry, 0, len(es))
+	for _, e := range es {
+		out = append(out, e.clean())
+	}
+	return out
+}
+
 // Ledger is the list, kept in the state directory, of every hosts.toml the bridge has put its
 // entry into. With it the entry is taken out of a host's file even after the host left the
 // configuration (another image, another hosts directory, the bridge turned off), also after a
@@ -81,11 +93,12 @@ func (l *Ledger) read() ([]Entry, error) {
 	if err := json.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("reading the credential bridge's ledger %s: %w", l.Path(), err)
 	}
-	return doc.Written, nil
+	return cleanAll(doc.Written), nil
 }
 
 // Add records e; it writes only when e is new.
 func (l *Ledger) Add(e Entry) error {
+	e = e.clean()
 	return l.update(func(es []Entry) []Entry {
 		if slices.Contains(es, e) {
 			return es
@@ -96,6 +109,7 @@ func (l *Ledger) Add(e Entry) error {
 
 // Drop forgets e.
 func (l *Ledger) Drop(e Entry) error {
+	e = e.clean()
 	return l.update(func(es []Entry) []Entry {
 		return slices.DeleteFunc(es, func(x Entry) bool { return x == e })
 	})
@@ -138,6 +152,7 @@ func Prune(l *Ledger, keep, extra []Entry) error {
 	if err != nil {
 		return err
 	}
+	keep, extra = cleanAll(keep), cleanAll(extra)
 	var errs []error
 	for _, e := range extra {
 		if !slices.Contains(recorded, e) && !slices.Contains(keep, e) {

@@ -137,3 +137,24 @@ func ledgerHosts(t *testing.T, state string) []string {
 	}
 	return out
 }
+
+// The same hosts directory spelled two ways (config_path with a trailing slash) is the same
+// file: its entry is kept.
+func TestPruneKeepsTheSameFileSpelledOtherwise(t *testing.T) {
+	certs, state := t.TempDir(), t.TempDir()
+	created, err := Merge(nil, "https://"+host, auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(certs, host, "hosts.toml"), string(created))
+	l := &Ledger{StateDir: state}
+	if err := l.Add(Entry{Dir: certs + "/", Host: host}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Prune(l, []Entry{{Dir: certs, Host: host}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !HasBlock([]byte(readString(t, filepath.Join(certs, host, "hosts.toml")))) {
+		t.Error("the entry of the file still written was removed")
+	}
+}
