@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandbox-guard/sandbox-guard/internal/standby"
 	"github.com/sandbox-guard/sandbox-guard/test/e2e/harness"
 )
 
@@ -59,6 +60,14 @@ checks:
 			}
 		})
 		imagePinned(t, n, 30*time.Second, "sandbox image present and pinned")
+		// The standing watch's lock needs no space: it is held all the same.
+		harness.Eventually(t, 10*time.Second, "stand-by lock held on a full disk", func() error {
+			h, err := standby.Probe(standby.Path(stateDir))
+			if err == nil && !h.Held {
+				err = errors.New("not held")
+			}
+			return err
+		})
 
 		// Admitted: as always.
 		if _, err := n.CRI.RunP(harness.Pod{Name: "web-full"}); err == nil || !strings.Contains(err.Error(), "marker") {
