@@ -88,7 +88,7 @@ func (k *Kube) Kustomization(name string, o DeployOptions) (string, *deploy.Obje
 		"resources":  []string{overlay},
 		"images":     []map[string]string{{"name": currentName, "newName": image, "newTag": tag}},
 		"configMapGenerator": []map[string]any{{
-			"name": objs.ConfigMap.Name[:strings.LastIndex(objs.ConfigMap.Name, "-")], // without the content hash
+			"name":      objs.ConfigMap.Name[:strings.LastIndex(objs.ConfigMap.Name, "-")], // without the content hash
 			"namespace": objs.ConfigMap.Namespace, "behavior": "replace", "files": []string{"config.yaml"},
 		}},
 		"patches": []map[string]any{{
