@@ -1,7 +1,9 @@
 // Package harness runs real nodes for sandbox-guard's end-to-end tests: containerd (1.7, 2.2,
 // 2.3 and 2.4) with CRI and NRI, runc, CNI and an auth-protected registry, each test in a
 // network namespace of its own, so iptables chains, bridges and loopback servers never touch the
-// host. Everything is torn down when the test ends, pass or fail.
+// host. StartKube adds a one-node Kubernetes cluster around a node (etcd, API server,
+// controllers, scheduler, and a kubelet running pods through that containerd). Everything is
+// torn down when the test ends, pass or fail.
 package harness
 
 import (
@@ -57,6 +59,7 @@ type Env struct {
 	Crictl      string // the real crictl (env CRICTL)
 	Plugin      string // the sandbox-guard binary under test
 	Pause       string // the static pause binary for the test image
+	App         string // the static app binary for the kubelet tests' application image (test/app)
 	RepoRoot    string
 }
 
@@ -148,6 +151,9 @@ func load() (*Env, error) {
 		}
 	}
 	if e.Pause, err = build("pause", "./test/pause", "CGO_ENABLED=0"); err != nil {
+		return nil, err
+	}
+	if e.App, err = build("app", "./test/app", "CGO_ENABLED=0"); err != nil {
 		return nil, err
 	}
 	return e, nil

@@ -130,10 +130,12 @@ func (n *Node) checkNotMigrated() {
 	}
 }
 
-// WriteCNIConfig (re)writes the node's CNI network: a bridge with host-local IPAM.
+// WriteCNIConfig (re)writes the node's CNI network: a bridge with host-local IPAM. Pods get a
+// default route through the bridge, as on a node, so that they reach addresses kube-proxy's
+// rules translate on the node (the kubelet tests' Service).
 func (n *Node) WriteCNIConfig() {
 	conf := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "sg-%[1]s", "plugins": [
-  {"type": "bridge", "bridge": "sg%[1]s", "isGateway": true, "ipMasq": false,
+  {"type": "bridge", "bridge": "sg%[1]s", "isGateway": true, "isDefaultGateway": true, "ipMasq": false,
    "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.99.0.0/24"}]], "dataDir": "%[2]s"}}]}
 `, n.id, filepath.Join(n.Dir, "cni", "ipam"))
 	must(n.t, os.WriteFile(filepath.Join(n.CNIConfDir, "10-sg.conflist"), []byte(conf), 0o644))

@@ -132,6 +132,14 @@ func (r *Registry) PushPause(t testing.TB, env *Env, repo, tag string) (ref stri
 	return r.push(t, pauseImage(t, env), repo, tag)
 }
 
+// PushApp pushes as repo:tag the kubelet tests' application image: the static test/app binary at
+// /app, its entrypoint. It returns the full reference.
+func (r *Registry) PushApp(t testing.TB, env *Env, repo, tag string) string {
+	t.Helper()
+	ref, _ := r.push(t, staticImage(t, env.App, "app"), repo, tag)
+	return ref
+}
+
 // PushPauseVariant pushes as repo:tag a pause image whose config carries variant as a label,
 // so that each variant is another image (manifest and config) over the same layer. It returns
 // the reference, the manifest digest and the config digest.
@@ -169,12 +177,18 @@ func (r *Registry) push(t testing.TB, img v1.Image, repo, tag string) (ref strin
 // pauseImage is a one-layer image holding the static pause binary at /pause.
 func pauseImage(t testing.TB, env *Env) v1.Image {
 	t.Helper()
-	bin, err := os.ReadFile(env.Pause)
+	return staticImage(t, env.Pause, "pause")
+}
+
+// staticImage is a one-layer image holding the static binary bin at /name, its entrypoint.
+func staticImage(t testing.TB, bin, name string) v1.Image {
+	t.Helper()
+	content, err := os.ReadFile(bin)
 	must(t, err)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	must(t, tw.WriteHeader(&tar.Header{Name: "pause", Mode: 0o755, Size: int64(len(bin)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}))
-	_, err = tw.Write(bin)
+	must(t, tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(content)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}))
+	_, err = tw.Write(content)
 	must(t, err)
 	must(t, tw.Close())
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
@@ -185,7 +199,7 @@ func pauseImage(t testing.TB, env *Env) v1.Image {
 	must(t, err)
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Config.Entrypoint = []string{"/pause"}
+	cf.Config.Entrypoint = []string{"/" + name}
 	img, err = mutate.ConfigFile(img, cf)
 	must(t, err)
 	return img
