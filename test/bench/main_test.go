@@ -24,7 +24,7 @@ import (
 var (
 	outFile = flag.String("out", "", "write the markdown report to this file; TestBench skips without it")
 	quick   = flag.Bool("quick", false, "far fewer iterations, to try the harness (the report says so)")
-	only    = flag.String("only", "", "comma-separated measurement numbers to run (default: all); the report holds only those")
+	only    = flag.String("only", "", "comma-separated measurement numbers to run (default: all); an existing -out report keeps its other sections")
 )
 
 // selected reports whether measurement num is to run.
@@ -82,13 +82,27 @@ func TestBench(t *testing.T) {
 			}
 		}
 	}
-	for i := 1; i <= 6; i++ {
+	if selected(7) {
+		sections[7] = runSection(t, measurement{7, "Reboot recovery under a real kubelet, with vs without sandbox-guard", measureReboot})
+	}
+	for i := 1; i <= 7; i++ {
 		if s := sections[i]; s != nil {
 			rep.sections = append(rep.sections, s)
 		}
 	}
 	rep.took = time.Since(start)
-	if err := os.WriteFile(*outFile, []byte(rep.markdown()), 0o644); err != nil {
+	md := rep.markdown()
+	if old, err := os.ReadFile(*outFile); err == nil && *only != "" {
+		// -only rewrites its sections in the report already there and keeps the others.
+		var rerun []int
+		for _, s := range rep.sections {
+			rerun = append(rerun, s.num)
+		}
+		if md, err = mergeReport(string(old), md, rerun, rep.machine.Date, rep.took); err != nil {
+			t.Fatalf("merging into %s: %v (write to another file, or run without -only)", *outFile, err)
+		}
+	}
+	if err := os.WriteFile(*outFile, []byte(md), 0o644); err != nil {
 		t.Fatalf("writing %s: %v", *outFile, err)
 	}
 	say("wrote %s after %v", *outFile, rep.took.Round(time.Second))

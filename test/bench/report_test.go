@@ -2,11 +2,14 @@ package bench
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -130,7 +133,9 @@ It needs what ` + "`make e2e`" + ` needs (test/tools/install-deps.sh builds cont
 registry and crictl into ` + "`$SG_CACHE`" + ` on the first run) plus ` + "`iptables-nft-restore`" + ` and
 ` + "`iptables-legacy-restore`" + `. Everything runs in private network namespaces and temporary directories and is
 removed at the end. The run takes about the time shown at the top; ` + "`./bin/bench -test.run '^TestBench$' -out /tmp/b.md -quick`" + `
-tries the harness in a fraction of it (numbers not meaningful), and ` + "`-only 1,3`" + ` runs only those measurements. The
+tries the harness in a fraction of it (numbers not meaningful), and ` + "`-only 1,3`" + ` runs only those measurements
+(into an existing report: its other sections stay, and a line says which are newer). Section 7 needs the Kubernetes
+binaries install-deps.sh builds (` + "`$SG_KUBE_BIN`, `$SG_ETCD`" + `) and alone is ` + "`make bench-reboot`" + `. The
 decision-path benchmarks also run alone:
 ` + "`go test -run '^$' -bench . -benchmem ./test/bench`" + `.
 `)
@@ -217,4 +222,121 @@ func yesNo(ok bool) string {
 		return "yes"
 	}
 	return "**no**"
+}
+
+// reportParts is a report split where a run with -only merges into an earlier one: the head
+// (title, run line, machine), the summary table's rows per section, each section's text and
+// the closing "How to rerun".
+type reportParts struct {
+	head        string
+	summaryHead string
+	rows        map[int][]string
+	sections    map[int]string
+	tail        string
+}
+
+var sectionHeading = regexp.MustCompile(`^## (\d+)\. `)
+var summaryLine = regexp.MustCompile(`^\| (\d+) \|`)
+
+func splitReport(md string) (reportParts, error) {
+	p := reportParts{rows: map[int][]string{}, sections: map[int]string{}}
+	var head, summaryHead, tail strings.Builder
+	lines := strings.SplitAfter(md, "\n")
+	where, num := "head", 0
+	for _, l := range lines {
+		trimmed := strings.TrimRight(l, "\n")
+		switch {
+		case trimmed == "## Summary":
+			where = "summary"
+		case trimmed == "## How to rerun":
+			where = "tail"
+		case sectionHeading.MatchString(trimmed):
+			where = "section"
+			num, _ = strconv.Atoi(sectionHeading.FindStringSubmatch(trimmed)[1])
+		}
+		switch where {
+		case "head":
+			head.WriteString(l)
+		case "summary":
+			if m := summaryLine.FindStringSubmatch(trimmed); m != nil {
+				n, _ := strconv.Atoi(m[1])
+				p.rows[n] = append(p.rows[n], l)
+			} else if len(p.rows) == 0 {
+				summaryHead.WriteString(l) // the heading and the table's head; the blank line after the rows is written anew
+			}
+		case "section":
+			p.sections[num] += l
+		case "tail":
+			tail.WriteString(l)
+		}
+	}
+	p.head, p.summaryHead, p.tail = head.String(), summaryHead.String(), tail.String()
+	if !strings.Contains(p.summaryHead, "## Summary") || p.tail == "" {
+		return p, fmt.Errorf("not a report written by this benchmark (no Summary or How to rerun section)")
+	}
+	return p, nil
+}
+
+// mergeReport puts the sections of fresh (a run with -only) into old, the report an earlier
+// run wrote to the same file: the other sections and their summary rows stay as that run
+// wrote them, and a line under the run line says which sections are newer and from when.
+func mergeReport(old, fresh string, rerun []int, when string, took time.Duration) (string, error) {
+	o, err := splitReport(old)
+	if err != nil {
+		return "", err
+	}
+	f, err := splitReport(fresh)
+	if err != nil {
+		return "", err
+	}
+	nums := map[int]bool{}
+	for n := range o.sections {
+		nums[n] = true
+	}
+	for _, n := range rerun {
+		nums[n] = true
+		o.sections[n], o.rows[n] = f.sections[n], f.rows[n]
+	}
+	var names []string
+	for _, n := range rerun {
+		names = append(names, strconv.Itoa(n))
+	}
+	note := fmt.Sprintf("**Section %s rerun alone** (`-only %s`) on %s, taking %v, on the same machine; the other sections are from the run above.\n",
+		strings.Join(names, ", "), strings.Join(names, ","), when, took.Round(time.Second))
+	head := o.head
+	// An earlier merge's note for the same sections is replaced, not stacked.
+	var kept []string
+	skipBlank := false
+	for _, l := range strings.SplitAfter(head, "\n") {
+		switch {
+		case strings.HasPrefix(l, "**Section "+strings.Join(names, ", ")+" rerun alone**"):
+			skipBlank = true
+		case skipBlank && l == "\n":
+			skipBlank = false
+		default:
+			skipBlank = false
+			kept = append(kept, l)
+		}
+	}
+	head = strings.Join(kept, "")
+	if i := strings.Index(head, "\n## Machine"); i >= 0 {
+		head = head[:i] + "\n" + note + head[i:]
+	} else {
+		head += note
+	}
+	var b strings.Builder
+	b.WriteString(head)
+	b.WriteString(o.summaryHead)
+	order := slices.Sorted(maps.Keys(nums))
+	for _, n := range order {
+		for _, r := range o.rows[n] {
+			b.WriteString(r)
+		}
+	}
+	b.WriteString("\n")
+	for _, n := range order {
+		b.WriteString(o.sections[n])
+	}
+	b.WriteString(f.tail)
+	return b.String(), nil
 }

@@ -20,7 +20,7 @@ func TestKubeletRebootRecovery(t *testing.T) {
 		k := harness.StartKube(t, n, harness.KubeOptions{})
 		app := harness.StartRebootApp(t, k, 10)
 
-		bare := app.Reboot(false)
+		bare := app.Reboot(harness.RebootOptions{})
 		t.Logf("%s without sandbox-guard: %d crash restarts, %d pods in CrashLoopBackOff, %d failed sandboxes, all Ready %.1fs after the rules\n%s\n%s",
 			c.Name, bare.CrashRestarts, bare.CrashLoopBackOff, bare.FailedSandbox, bare.ReadyAfter.Seconds(), bare.Pods0, bare.Events)
 		if bare.CrashLoopBackOff != app.Replicas || bare.CrashRestarts < app.Replicas {
@@ -28,7 +28,7 @@ func TestKubeletRebootRecovery(t *testing.T) {
 		}
 
 		n.InstallPlugin(app.PluginConfig())
-		guarded := app.Reboot(true)
+		guarded := app.Reboot(harness.RebootOptions{Guarded: true})
 		t.Logf("%s with sandbox-guard: %d crash restarts, %d pods in CrashLoopBackOff, %d failed sandboxes (%d in kubelet's log), all Ready %.1fs after the rules\n%s\n%s",
 			c.Name, guarded.CrashRestarts, guarded.CrashLoopBackOff, guarded.FailedSandbox, guarded.Refusals, guarded.ReadyAfter.Seconds(), guarded.Pods0, guarded.Events)
 		for pod, d := range guarded.Restarts {

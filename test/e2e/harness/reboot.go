@@ -205,27 +205,42 @@ type RebootResult struct {
 	FailedSandbox  int
 	SandboxMessage string
 	// Refusals is the number of sandboxes the kubelet's log shows failing ("CreatePodSandbox for
-	// pod failed"), RetryIntervals the times between one pod's consecutive attempts.
-	Refusals       int
-	RetryIntervals []time.Duration
+	// pod failed").
+	Refusals int
+	// From containerd's log: Attempts, how long each refused RunPodSandbox took (2.x sets up the
+	// network and starts the pause container before NRI's hook refuses, then tears both down);
+	// RetryWaits, from a refusal to the same pod's next RunPodSandbox (kubelet's back-off).
+	Attempts, RetryWaits []time.Duration
 	// NetworkDown is how long the rules stayed away after kubelet's start; ReadyAfter the time
 	// from the rules' return until every pod was Ready (polled every 250 ms).
 	NetworkDown, ReadyAfter time.Duration
-	Events                  string // kubectl get events for the Deployment's pods, after the reboot
-	Pods0                   string // kubectl get pods while the network was down
+	// SandboxAfter is, per pod, the time from the rules' return until containerd's log shows
+	// its sandbox started (kubelet's next attempt), the part of ReadyAfter kubelet's retry sets.
+	SandboxAfter []time.Duration
+	Events       string // kubectl get events for the Deployment's pods, after the reboot
+	Pods0        string // kubectl get pods while the network was down
+}
+
+// RebootOptions shape one reboot of the RebootApp.
+type RebootOptions struct {
+	// Guarded says sandbox-guard is pre-registered: the rules come back once kubelet's log shows
+	// RefusalsPerPod (at least 1) refused sandboxes for every pod. Else they come back once every
+	// pod waits in CrashLoopBackOff.
+	Guarded        bool
+	RefusalsPerPod int
 }
 
 // Reboot reboots the node (Kube.Reboot) with the Service's rules gone, waits until every pod has
-// met the missing network (refused by the plugin when guarded, else crashed into
-// CrashLoopBackOff), brings the rules back, as kube-proxy does once it runs, and waits until
-// every pod is Ready.
-func (a *RebootApp) Reboot(guarded bool) RebootResult {
+// met the missing network (see RebootOptions), brings the rules back, as kube-proxy does once it
+// runs, and waits until every pod is Ready.
+func (a *RebootApp) Reboot(opts RebootOptions) RebootResult {
 	k, t := a.k, a.k.t
 	t.Helper()
 	sel := "app=" + a.Name
 	before := a.restarts()
 	eventsBefore := a.sandboxEvents()
 	kubeletLogBefore := fileSize(k.KubeletLog())
+	containerdLogBefore := fileSize(k.Node.LogFile)
 	k.Reboot(func() { a.ServiceRules(false) })
 	booted := time.Now()
 
@@ -244,10 +259,10 @@ func (a *RebootApp) Reboot(guarded bool) RebootResult {
 				}
 			}
 		}
-		if guarded {
+		if opts.Guarded {
 			refused := refusedPods(readFrom(k.KubeletLog(), kubeletLogBefore))
 			for _, p := range pods {
-				if refused["default/"+p.Name] > 0 {
+				if refused["default/"+p.Name] >= max(1, opts.RefusalsPerPod) {
 					met++
 				}
 			}
@@ -291,14 +306,27 @@ func (a *RebootApp) Reboot(guarded bool) RebootResult {
 			res.SandboxMessage = ev.Message
 		}
 	}
-	attempts := sandboxFailures(readFrom(k.KubeletLog(), kubeletLogBefore))
-	for _, times := range attempts {
-		res.Refusals += len(times)
-		for i := 1; i < len(times); i++ {
-			res.RetryIntervals = append(res.RetryIntervals, times[i].Sub(times[i-1]))
+	for _, n := range refusedPods(readFrom(k.KubeletLog(), kubeletLogBefore)) {
+		res.Refusals += n
+	}
+	for _, events := range sandboxLog(readFrom(k.Node.LogFile, containerdLogBefore)) {
+		started := false
+		for i, e := range events {
+			if i > 0 && e.kind == "start" && events[i-1].kind == "failed" {
+				res.RetryWaits = append(res.RetryWaits, e.at.Sub(events[i-1].at))
+			}
+			if i > 0 && e.kind == "failed" && events[i-1].kind == "start" {
+				res.Attempts = append(res.Attempts, e.at.Sub(events[i-1].at))
+			}
+			if e.kind == "started" && !started && e.at.After(networkReady) {
+				res.SandboxAfter = append(res.SandboxAfter, e.at.Sub(networkReady))
+				started = true
+			}
 		}
 	}
-	slices.Sort(res.RetryIntervals)
+	for _, d := range [][]time.Duration{res.RetryWaits, res.Attempts, res.SandboxAfter} {
+		slices.Sort(d)
+	}
 	res.Events, _ = k.Kubectl("get", "events", "--field-selector", "involvedObject.kind=Pod", "--sort-by", ".lastTimestamp")
 	return res
 }
@@ -348,6 +376,43 @@ func sandboxFailures(log string) map[string][]time.Time {
 			continue
 		}
 		out[m[2]] = append(out[m[2]], at)
+	}
+	return out
+}
+
+// containerd logs each RunPodSandbox when it begins and when it ends (2.x; 1.7 prints the
+// metadata as &PodSandboxMetadata{Name:app-x,...}):
+//
+//	time="..." level=info msg="RunPodSandbox for name:\"app-x\" uid:\"...\" namespace:\"default\" attempt:2"
+//	time="..." level=error msg="RunPodSandbox for name:\"app-x\" ... attempt:2 failed, error" error="..."
+//	time="..." level=info msg="RunPodSandbox for name:\"app-x\" ... returns sandbox id \"...\""
+var runPodSandbox = regexp.MustCompile(`^time="([^"]+)".*msg="RunPodSandbox for \S*?[Nn]ame:(?:\\")?([a-z0-9.-]+)(.*)`)
+
+type sandboxEvent struct {
+	at   time.Time
+	kind string // start, failed, started
+}
+
+// sandboxLog maps each pod to its RunPodSandbox events in containerd's log, in order.
+func sandboxLog(log string) map[string][]sandboxEvent {
+	out := map[string][]sandboxEvent{}
+	for line := range strings.Lines(log) {
+		m := runPodSandbox.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, m[1])
+		if err != nil {
+			continue
+		}
+		kind := "start"
+		switch {
+		case strings.Contains(m[3], " failed, error"):
+			kind = "failed"
+		case strings.Contains(m[3], " returns sandbox id"):
+			kind = "started"
+		}
+		out[m[2]] = append(out[m[2]], sandboxEvent{at, kind})
 	}
 	return out
 }
