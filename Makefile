@@ -15,8 +15,9 @@ WITH_DEPS = set -o pipefail; deps=$$($(DEPS)) && eval "$$deps" && export SG_PLUG
 
 all: build
 
+GOBUILD = CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./plugin
+	$(GOBUILD) -o $(BIN) ./plugin
 
 deps:
 	@$(DEPS) >/dev/null
@@ -84,9 +85,11 @@ clean:
 # its configuration in /etc/nri/conf.d (kept if edited), containerd's NRI drop-in in
 # /etc/containerd/config.d. DESTDIR installs into another root (an image build); INSTALL_FLAGS
 # adds flags, e.g. INSTALL_FLAGS=--containerd-major=2 where no containerd config exists yet.
-# `make image` writes bin/sandbox-guard-image.tar, an OCI archive (no Docker, no registry) for
-# `ctr -n k8s.io images import` or `skopeo copy oci-archive:...`.
+# `make image` writes bin/sandbox-guard-image.tar, an OCI archive (no Docker, no registry) holding
+# one image index for IMAGE_PLATFORMS (the binary cross-compiled for each: CGO is off), for
+# `ctr -n k8s.io images import` or `skopeo copy --all oci-archive:...`.
 IMAGE ?= localhost/sandbox-guard:$(VERSION)
+IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
 DESTDIR ?=
 INSTALL_FLAGS ?=
 .PHONY: install image
@@ -94,5 +97,7 @@ INSTALL_FLAGS ?=
 install: build
 	$(BIN) install --root $(if $(DESTDIR),$(abspath $(DESTDIR)),/) $(INSTALL_FLAGS)
 
-image: build
-	$(GO) run ./deploy/image --binary $(BIN) --out bin/sandbox-guard-image.tar --ref $(IMAGE)
+image:
+	@set -e; bins=; for p in $(IMAGE_PLATFORMS); do out=bin/$${p/\//-}/sandbox-guard; echo "build $$p -> $$out"; \
+	  GOOS=$${p%/*} GOARCH=$${p#*/} $(GOBUILD) -o $$out ./plugin; bins="$$bins --binary $$out"; done; \
+	  $(GO) run ./deploy/image $$bins --out bin/sandbox-guard-image.tar --ref $(IMAGE)
