@@ -177,7 +177,7 @@ func render(t *testing.T, values string) map[string]any {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, manifest)
 	}
-	return byKey(t, "chart", objs)
+	return byKey(t, "chart", namespace, objs)
 }
 
 func parseValues(t *testing.T, values string) map[string]any {
@@ -230,17 +230,17 @@ func kustomize(t *testing.T, s setting) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return byKey(t, "kustomize", objs.All)
+	return byKey(t, "kustomize", namespace, objs.All)
 }
 
-// byKey indexes objects by "Kind/name"; each must be in the namespace (but the Namespace).
-func byKey(t *testing.T, what string, objs []any) map[string]any {
+// byKey indexes objects by "Kind/name"; each must be in namespace ns (but the Namespace).
+func byKey(t *testing.T, what, ns string, objs []any) map[string]any {
 	t.Helper()
 	out := map[string]any{}
 	for _, o := range objs {
 		m := meta(o)
 		kind := reflect.TypeOf(o).Elem().Name()
-		if kind != "Namespace" && m.Namespace != namespace {
+		if kind != "Namespace" && m.Namespace != ns {
 			t.Errorf("%s: %s %s in namespace %q", what, kind, m.Name, m.Namespace)
 		}
 		key := kind + "/" + m.Name
