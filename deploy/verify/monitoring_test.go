@@ -131,7 +131,7 @@ func TestAlertRulesUseMetricsThePluginServes(t *testing.T) {
 				case *parser.VectorSelector:
 					name := n.Name
 					for _, m := range n.LabelMatchers {
-						if m.Name == labels.MetricName {
+						if m.Name == model.MetricNameLabel {
 							name = m.Value
 						}
 					}
@@ -145,7 +145,7 @@ func TestAlertRulesUseMetricsThePluginServes(t *testing.T) {
 						ruleLabels[l] = true
 					}
 					for _, m := range n.LabelMatchers {
-						if m.Name == labels.MetricName || slices.Contains(targetLabels, m.Name) {
+						if m.Name == model.MetricNameLabel || slices.Contains(targetLabels, m.Name) {
 							continue
 						}
 						if !slices.Contains(fam.labels, m.Name) {
