@@ -222,13 +222,14 @@ func scrape(t *testing.T) map[string]family {
 		return []metrics.Check{{Name: "kube-proxy-rules", Kind: "iptables", Took: time.Millisecond}}, false
 	})
 	m.WatchImages(func() []metrics.Image {
-		return []metrics.Image{{Name: "registry.k8s.io/pause:3.10", Role: "sandbox image", Present: true, LastRepair: time.Unix(1e9, 0), Repairs: 1}}
+		return []metrics.Image{{Name: "registry.k8s.io/pause:3.10", Role: "sandbox image", Present: true, LastRepair: time.Unix(1e9, 0), Repairs: 1, CopyFailing: true}}
 	})
 	m.ObserveEnsure("registry.k8s.io/pause:3.10", "ok", "registry.k8s.io/pause:3.10", time.Second)
 	m.WatchECR(func() (uint64, uint64) { return 2, 1 })
 	m.ObservePanic("checks")
 	m.WatchLogDrops(func() uint64 { return 0 })
 	m.SetNRIConnected(true)
+	m.SetStandingBy(false)
 	m.WatchNRIConnects(func() int64 { return 1 })
 	m.ObserveBridgeWrite("602401143452.dkr.ecr.eu-west-2.amazonaws.com", "written")
 
@@ -285,7 +286,7 @@ func scrape(t *testing.T) map[string]family {
 func TestAlertsCoverWhatTheReadmeLists(t *testing.T) {
 	want := []string{
 		"SandboxGuardRefusingPods", "SandboxGuardWouldRefusePods", "SandboxGuardCheckFailing",
-		"SandboxGuardImageMissing", "SandboxGuardImageUnpinned", "SandboxGuardCredentialBridgeFailing",
+		"SandboxGuardImageMissing", "SandboxGuardImageUnpinned", "SandboxGuardLocalCopyFailing", "SandboxGuardCredentialBridgeFailing",
 		"SandboxGuardNotConnected", "SandboxGuardMetricsDown", "SandboxGuardPanics", "SandboxGuardRestarting",
 	}
 	var got []string
