@@ -15,16 +15,21 @@ WITH_DEPS = set -o pipefail; deps=$$($(DEPS)) && eval "$$deps" && export SG_PLUG
 
 all: build
 
+GOBUILD = CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./plugin
+	$(GOBUILD) -o $(BIN) ./plugin
 
 deps:
 	@$(DEPS) >/dev/null
 
 # The containerd config reader's differential test runs the containerd binaries already built
 # into $(SG_CACHE) (`make deps`); a line not built yet is skipped (fails under REQUIRE_E2E=1).
+# $(VERIFY) is a Go module of its own (Helm, the Prometheus operator's types, Prometheus's rule
+# loader: the chart and alert tests), so that none of it enters the plugin's go.mod and binary.
+VERIFY := deploy/verify
 unit:
-	eval "$$($(DEPS) --env)" && $(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /test/demo)
+	eval "$$($(DEPS) --env)" && $(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /test/demo) && \
+	  cd $(VERIFY) && $(GO) test -race -count=1 ./...
 
 # Every test runs on four containerd lines, the lines of one test in parallel (about 7-8 minutes
 # on 2 cores); the timeout leaves room for SG_E2E_SERIAL=1 (one line after another, ~15 minutes).
@@ -65,6 +70,7 @@ lint: $(GOLANGCI)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	GOTOOLCHAIN=local $(GOLANGCI) run ./...
+	cd $(VERIFY) && $(GO) vet ./... && GOTOOLCHAIN=local $(GOLANGCI) run ./...
 
 $(GOLANGCI):
 	@echo "installing golangci-lint $(GOLANGCI_VERSION) into $(GOLANGCI_DIR)"
@@ -83,9 +89,11 @@ clean:
 # its configuration in /etc/nri/conf.d (kept if edited), containerd's NRI drop-in in
 # /etc/containerd/config.d. DESTDIR installs into another root (an image build); INSTALL_FLAGS
 # adds flags, e.g. INSTALL_FLAGS=--containerd-major=2 where no containerd config exists yet.
-# `make image` writes bin/sandbox-guard-image.tar, an OCI archive (no Docker, no registry) for
-# `ctr -n k8s.io images import` or `skopeo copy oci-archive:...`.
+# `make image` writes bin/sandbox-guard-image.tar, an OCI archive (no Docker, no registry) holding
+# one image index for IMAGE_PLATFORMS (the binary cross-compiled for each: CGO is off), for
+# `ctr -n k8s.io images import` or `skopeo copy --all oci-archive:...`.
 IMAGE ?= localhost/sandbox-guard:$(VERSION)
+IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
 DESTDIR ?=
 INSTALL_FLAGS ?=
 .PHONY: install image
@@ -93,5 +101,7 @@ INSTALL_FLAGS ?=
 install: build
 	$(BIN) install --root $(if $(DESTDIR),$(abspath $(DESTDIR)),/) $(INSTALL_FLAGS)
 
-image: build
-	$(GO) run ./deploy/image --binary $(BIN) --out bin/sandbox-guard-image.tar --ref $(IMAGE)
+image:
+	@set -e; bins=; for p in $(IMAGE_PLATFORMS); do out=bin/$${p/\//-}/sandbox-guard; echo "build $$p -> $$out"; \
+	  GOOS=$${p%/*} GOARCH=$${p#*/} $(GOBUILD) -o $$out ./plugin; bins="$$bins --binary $$out"; done; \
+	  $(GO) run ./deploy/image $$bins --out bin/sandbox-guard-image.tar --ref $(IMAGE)

@@ -1,7 +1,8 @@
 // Package deploy holds sandbox-guard's Kubernetes manifests (a kustomize base, two overlays and
-// a component, see README.md) and builds them the way `kubectl apply -k` does, decoding every resource
-// strictly into its Kubernetes API type. Tests use it: deploy_test.go checks the manifests, and
-// the end-to-end tests run the DaemonSet's container spec through CRI.
+// components, a Helm chart; see README.md) and builds the kustomizations the way `kubectl apply -k`
+// does, decoding every resource strictly into its Kubernetes API type. Tests use it: deploy_test.go
+// checks the manifests, deploy/verify compares them with the chart, and the end-to-end tests run
+// the DaemonSet's container spec through CRI.
 package deploy
 
 import (
@@ -21,6 +22,11 @@ type Objects struct {
 	ConfigMap *corev1.ConfigMap
 	All       []any // every resource, decoded, in kustomize's order
 }
+
+// MonitoringAPIVersion is the Prometheus operator's API, which components/monitoring uses. Its
+// kinds are decoded strictly by deploy/verify, a module of its own with the operator's Go types
+// (and Helm's), so that neither becomes a dependency of the plugin's module.
+const MonitoringAPIVersion = "monitoring.coreos.com/v1"
 
 // New returns an empty object of a kind the manifests use, or nil for any other kind.
 func New(kind string) any {
@@ -58,8 +64,15 @@ func DecodeStrict(data []byte) (any, error) {
 	return obj, nil
 }
 
+// Decoder decodes one YAML document strictly into a typed object (DecodeStrict, or one that
+// knows more kinds, such as deploy/verify's for the Prometheus operator's).
+type Decoder func(data []byte) (any, error)
+
 // Build runs kustomize on dir (a kustomization directory) and decodes the result strictly.
-func Build(dir string) (*Objects, error) {
+func Build(dir string) (*Objects, error) { return BuildWith(dir, DecodeStrict) }
+
+// BuildWith is Build with another decoder.
+func BuildWith(dir string, decode Decoder) (*Objects, error) {
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	res, err := k.Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
@@ -71,7 +84,7 @@ func Build(dir string) (*Objects, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kustomize build %s: %s %s: %w", dir, r.GetKind(), r.GetName(), err)
 		}
-		obj, err := DecodeStrict(b)
+		obj, err := decode(b)
 		if err != nil {
 			return nil, fmt.Errorf("kustomize build %s: %s: %w", dir, r.GetName(), err)
 		}

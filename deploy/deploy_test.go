@@ -26,7 +26,8 @@ import (
 	"github.com/sandbox-guard/sandbox-guard/internal/standby"
 )
 
-// Every YAML file under deploy/ decodes strictly into the type its kind names.
+// Every YAML file under deploy/ decodes strictly into the type its kind names (the Prometheus
+// operator's kinds in deploy/verify, which has their types).
 func TestManifestsDecodeStrictly(t *testing.T) {
 	files, err := filepath.Glob("*/*.yaml")
 	if err != nil {
@@ -39,6 +40,7 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 	if len(files) < 11 {
 		t.Fatalf("found only %v", files)
 	}
+	var monitoring int
 	for _, f := range files {
 		if filepath.Base(f) == "config.yaml" {
 			continue // sandbox-guard's own configuration, checked below
@@ -47,9 +49,16 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if bytes.Contains(b, []byte("\napiVersion: "+deploy.MonitoringAPIVersion+"\n")) {
+			monitoring++
+			continue
+		}
 		if _, err := deploy.DecodeStrict(b); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+	if monitoring != 2 {
+		t.Errorf("%d files of %s, want the PodMonitor and the PrometheusRule of components/monitoring", monitoring, deploy.MonitoringAPIVersion)
 	}
 }
 

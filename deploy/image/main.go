@@ -1,12 +1,15 @@
-// Command image builds sandbox-guard's container image without Docker or a registry: the static
-// binary as /sandbox-guard on an empty base (plus the build machine's CA bundle, for the HTTPS
-// calls to ECR), written as an OCI image archive that `ctr images import` and `docker load`
-// accept. The index names the image with the annotation io.containerd.image.name, which is
-// how ctr names what it imports.
+// Command image builds sandbox-guard's container image without Docker or a registry: for each
+// static binary given, an image of it as /sandbox-guard on an empty base (plus the build machine's
+// CA bundle, for the HTTPS calls to ECR), for the platform the binary is built for, all in one OCI
+// image index, written as an OCI image archive that `ctr images import`, `skopeo copy --all` and
+// `docker load` accept. `make image` gives it linux/amd64 and linux/arm64 (Graviton) builds. The
+// archive's index.json names the image index with the annotation io.containerd.image.name, which
+// is how ctr names what it imports.
 //
-//	go run ./deploy/image --binary bin/sandbox-guard --out bin/sandbox-guard-image.tar --ref localhost/sandbox-guard:v1
+//	go run ./deploy/image --binary bin/linux-amd64/sandbox-guard --binary bin/linux-arm64/sandbox-guard \
+//	    --out bin/sandbox-guard-image.tar --ref localhost/sandbox-guard:v1
 //
-// The archive is reproducible: the same binary gives the same image digest.
+// The archive is reproducible: the same binaries give the same image digest.
 package main
 
 import (
@@ -18,8 +21,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -39,44 +44,70 @@ import (
 var Entrypoint = []string{"/sandbox-guard", "run", "--config", "/etc/sandbox-guard/config.yaml"}
 
 func main() {
-	binary := flag.String("binary", "bin/sandbox-guard", "the static sandbox-guard binary (make build)")
+	var binaries []string
+	flag.Func("binary", "a static sandbox-guard binary for Linux, one per platform (repeat the flag; make image builds them)", func(s string) error {
+		binaries = append(binaries, s)
+		return nil
+	})
 	out := flag.String("out", "bin/sandbox-guard-image.tar", "the OCI image archive to write")
 	ref := flag.String("ref", "localhost/sandbox-guard:dev", "the image's name, recorded in the archive")
 	caBundle := flag.String("ca-bundle", "/etc/ssl/certs/ca-certificates.crt", "CA certificates to include as /etc/ssl/certs/ca-certificates.crt (\"\" for none)")
 	flag.Parse()
-	if err := build(*binary, *out, *ref, *caBundle); err != nil {
+	if err := build(binaries, *out, *ref, *caBundle); err != nil {
 		fmt.Fprintln(os.Stderr, "image:", err)
 		os.Exit(1)
 	}
 	fmt.Println(*out)
 }
 
-func build(binary, out, ref, caBundle string) error {
+func build(binaries []string, out, ref, caBundle string) error {
 	tag, err := name.NewTag(ref, name.StrictValidation)
 	if err != nil {
 		return fmt.Errorf("--ref %q: want a full name with a tag, e.g. localhost/sandbox-guard:v1: %w", ref, err)
 	}
-	bin, err := os.ReadFile(binary)
-	if err != nil {
-		return fmt.Errorf("reading the binary: %w", err)
+	if len(binaries) == 0 {
+		return errors.New("no --binary given")
 	}
-	arch, err := staticArch(binary)
-	if err != nil {
-		return err
-	}
-	files := []file{{name: "sandbox-guard", mode: 0o755, data: bin}}
+	var ca []byte
 	if caBundle != "" {
-		ca, err := os.ReadFile(caBundle)
-		if err != nil {
+		if ca, err = os.ReadFile(caBundle); err != nil {
 			return fmt.Errorf("reading the CA bundle (--ca-bundle \"\" leaves it out): %w", err)
 		}
-		files = append(files, file{name: "etc/ssl/certs/ca-certificates.crt", mode: 0o644, data: ca})
 	}
-	img, err := image(files, arch, tag.TagStr())
-	if err != nil {
-		return err
+	images := map[string]v1.Image{} // by architecture
+	for _, binary := range binaries {
+		arch, err := staticArch(binary)
+		if err != nil {
+			return err
+		}
+		if _, dup := images[arch]; dup {
+			return fmt.Errorf("%s: a second binary for linux/%s", binary, arch)
+		}
+		bin, err := os.ReadFile(binary)
+		if err != nil {
+			return fmt.Errorf("reading the binary: %w", err)
+		}
+		files := []file{{name: "sandbox-guard", mode: 0o755, data: bin}}
+		if ca != nil {
+			files = append(files, file{name: "etc/ssl/certs/ca-certificates.crt", mode: 0o644, data: ca})
+		}
+		if images[arch], err = image(files, arch, tag.TagStr()); err != nil {
+			return err
+		}
 	}
-	return writeArchive(img, out, tag.Name())
+	return writeArchive(index(images), out, tag.Name())
+}
+
+// index is an OCI image index of the images, one per platform, in architecture order.
+func index(images map[string]v1.Image) v1.ImageIndex {
+	var adds []mutate.IndexAddendum
+	for _, arch := range slices.Sorted(maps.Keys(images)) {
+		adds = append(adds, mutate.IndexAddendum{Add: images[arch], Descriptor: v1.Descriptor{
+			MediaType: types.OCIManifestSchema1,
+			Platform:  &v1.Platform{OS: "linux", Architecture: arch},
+		}})
+	}
+	return mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
 }
 
 type file struct {
@@ -166,8 +197,9 @@ func image(files []file, arch, version string) (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
-// writeArchive writes img as a tar of an OCI image layout whose index names it ref, atomically.
-func writeArchive(img v1.Image, out, ref string) error {
+// writeArchive writes idx as a tar of an OCI image layout whose index.json names it ref,
+// atomically.
+func writeArchive(idx v1.ImageIndex, out, ref string) error {
 	dir, err := os.MkdirTemp("", "sandbox-guard-image-")
 	if err != nil {
 		return err
@@ -177,7 +209,7 @@ func writeArchive(img v1.Image, out, ref string) error {
 	if err != nil {
 		return fmt.Errorf("writing the OCI layout: %w", err)
 	}
-	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{
+	if err := p.AppendIndex(idx, layout.WithAnnotations(map[string]string{
 		"io.containerd.image.name":          ref,
 		"org.opencontainers.image.ref.name": ref,
 	})); err != nil {

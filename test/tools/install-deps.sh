@@ -28,12 +28,15 @@ shared=${SG_SHARED:-$(cd "$here/../../.." && pwd)/shared}
 log() { echo "install-deps: $*" >&2; }
 
 # --env serves `make unit`, whose differential test of the containerd config reader runs the
-# containerd binaries: export those already in the cache, never build (a line missing is skipped).
+# containerd binaries, and deploy/verify's Helm install test etcd and kube-apiserver: export those
+# already in the cache, never build (a missing one is skipped).
 if [ "${1:-}" = --env ]; then
   for pair in SG_CONTAINERD17:$CONTAINERD17 SG_CONTAINERD2:$CONTAINERD2 SG_CONTAINERD23:$CONTAINERD23 SG_CONTAINERD24:$CONTAINERD24; do
     dir=$CACHE/containerd-${pair#*:}/bin
     if [ -x "$dir/containerd" ]; then echo "export ${pair%%:*}=$dir"; fi
   done
+  if [ -x "$CACHE/kubernetes-$KUBE/bin/kube-apiserver" ]; then echo "export SG_KUBE_BIN=$CACHE/kubernetes-$KUBE/bin"; fi
+  if [ -x "$CACHE/etcd-$ETCD/bin/etcd" ]; then echo "export SG_ETCD=$CACHE/etcd-$ETCD/bin/etcd"; fi
   exit 0
 fi
 if [ -n "${CRICTL:-}" ] && [ ! -x "$CRICTL" ]; then
