@@ -172,12 +172,18 @@ checks:
 			t.Logf("$ kubectl apply -k (external, the pre-registered plugin running)\n%s", k.MustKubectl("apply", "-k", extDir))
 			k.WaitDaemonSetReady("sandbox-guard", "sandbox-guard", 2*time.Minute)
 			ext := daemonSetPod(t, k, time.Minute)
+			var line string
 			k.WaitFor(time.Minute, "the external pod stands by", func() error {
-				if out, _ := k.Kubectl("logs", "-n", "sandbox-guard", ext.Name); !strings.Contains(out, "standing by") {
-					return fmt.Errorf("log:\n%s", out)
+				out, _ := k.Kubectl("logs", "-n", "sandbox-guard", ext.Name)
+				for l := range strings.Lines(out) {
+					if strings.Contains(l, "standing by") {
+						line = strings.TrimSpace(l)
+						return nil
+					}
 				}
-				return nil
+				return fmt.Errorf("log:\n%s", out)
 			})
+			t.Logf("%s: the external pod, Ready, stands by while containerd runs the pre-registered plugin: %s", c.Name, line)
 			evs, err := k.PodEvents("default", "web-3")
 			must(t, err)
 			for _, e := range evs {
