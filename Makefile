@@ -32,10 +32,10 @@ unit:
 	  cd $(VERIFY) && $(GO) test -race -count=1 ./...
 
 # Every test runs on four containerd lines, the lines of one test in parallel (about 7-8 minutes
-# on 2 cores, plus 10-13 for the kubelet tests); the timeout leaves room for SG_E2E_SERIAL=1 (one
-# line after another, ~15 minutes, ~35 with the kubelet tests).
+# on 2 cores, plus 20-25 for the kubelet tests); the timeout leaves room for SG_E2E_SERIAL=1 (one
+# line after another, ~15 minutes, ~60 with the kubelet tests).
 e2e: build
-	$(WITH_DEPS) $(GO) test -count=1 -v -timeout 60m ./test/e2e/...
+	$(WITH_DEPS) $(GO) test -count=1 -v -timeout 90m ./test/e2e/...
 
 test: lint deps unit e2e fuzz
 

@@ -62,8 +62,9 @@ type Kube struct {
 	kubelet        string
 	tlsConfig      *tls.Config
 	kubeletCmdline []string
-	mu             sync.Mutex // guards daemons (a failing test's cleanup may race a helper)
+	mu             sync.Mutex // guards daemons and kubeletStarted
 	daemons        map[string]*daemon
+	kubeletStarted time.Time
 }
 
 // kubeBinaries returns the directory holding the Kubernetes binaries (env SG_KUBE_BIN) and etcd
@@ -293,6 +294,9 @@ func (k *Kube) StartKubelet() {
 	k.t.Helper()
 	must(k.t, makeCgroupV1(k.Node.PodCgroupParent()))
 	k.start("kubelet", k.kubelet, k.kubeletCmdline...)
+	k.mu.Lock()
+	k.kubeletStarted = time.Now()
+	k.mu.Unlock()
 }
 
 // makeCgroupV1 creates the cgroup parent in every cgroup v1 hierarchy: kubelet's --cgroup-root
@@ -660,4 +664,39 @@ func tailLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// AggressiveImageGC is a KubeOptions.KubeletConfig that makes kubelet's image garbage
+// collection remove every image it may: the high threshold is 1% of the image filesystem
+// (always exceeded), the low one 0%, and an image may go one second after kubelet first saw it.
+// kubelet runs a pass when it starts, which removes nothing (every image is seen for the first
+// time), and then every 5 minutes (ImageGCPeriod in kubelet.go, fixed): the first removals come
+// 5 minutes after the kubelet's start, of images present when it started (an image it first
+// sees later goes at the pass after).
+func AggressiveImageGC(cfg map[string]any) {
+	cfg["imageGCHighThresholdPercent"] = 1
+	cfg["imageGCLowThresholdPercent"] = 0
+	cfg["imageMinimumGCAge"] = "1s" // 0 means the default, 2 minutes
+}
+
+// KubeletStarted is when the kubelet last started.
+func (k *Kube) KubeletStarted() time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.kubeletStarted
+}
+
+// WaitUnpinned polls CRI until image is present and not pinned.
+func (n *Node) WaitUnpinned(image string, within time.Duration) {
+	n.t.Helper()
+	Eventually(n.t, within, image+" unpinned", func() error {
+		st, err := n.CRI.Image(image)
+		if err != nil {
+			return err
+		}
+		if !st.Present || st.Pinned {
+			return fmt.Errorf("CRI image status of %s: present %v, pinned %v", image, st.Present, st.Pinned)
+		}
+		return nil
+	})
 }

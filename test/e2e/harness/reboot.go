@@ -57,7 +57,12 @@ func (n *Node) crash() {
 		}
 	}
 	killCgroup(n.cgroupParent)
-	for _, dir := range []string{filepath.Join(n.Dir, "state"), filepath.Join(n.Dir, "runc")} {
+	// containerd's state directory holds its plugins' io.containerd.* directories; the plugin's
+	// stateDir (PluginBase) is in there too here and, like /var/lib/sandbox-guard on a node, stays.
+	state := filepath.Join(n.Dir, "state")
+	unmountUnder(state)
+	gone, _ := filepath.Glob(filepath.Join(state, "io.containerd.*"))
+	for _, dir := range append(gone, filepath.Join(n.Dir, "runc")) {
 		unmountUnder(dir)
 		if err := os.RemoveAll(dir); err != nil {
 			t.Fatalf("reboot: removing %s: %v", dir, err)
