@@ -11,7 +11,6 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/sirupsen/logrus"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 var checkNamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -51,7 +50,7 @@ func (c *Config) validateKeys() *Error {
 		}
 	}
 	if c.Exempt.PodSelector != nil {
-		if _, err := metav1.LabelSelectorAsSelector(c.Exempt.PodSelector); err != nil {
+		if _, err := c.Exempt.PodSelector.Selector(); err != nil {
 			return bad("exempt.podSelector", "%v", err)
 		}
 	}
