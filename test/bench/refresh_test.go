@@ -77,8 +77,8 @@ func TestRefreshChild(t *testing.T) {
 
 // countingReader counts the kernel questions a refresh asks.
 type countingReader struct {
-	r                      checks.ChainReader
-	chains, exists, detect atomic.Int64
+	r                             checks.ChainReader
+	chains, exists, count, detect atomic.Int64
 }
 
 func (c *countingReader) ChainExists(ctx context.Context, b iptables.Backend, f iptables.Family, table, chain string) (bool, error) {
@@ -89,6 +89,11 @@ func (c *countingReader) ChainExists(ctx context.Context, b iptables.Backend, f 
 func (c *countingReader) Chains(ctx context.Context, b iptables.Backend, f iptables.Family, table string) ([]string, error) {
 	c.chains.Add(1)
 	return c.r.Chains(ctx, b, f, table)
+}
+
+func (c *countingReader) CountChains(ctx context.Context, b iptables.Backend, f iptables.Family, table, prefix string) (int, error) {
+	c.count.Add(1)
+	return c.r.CountChains(ctx, b, f, table, prefix)
 }
 
 func (c *countingReader) Detect(ctx context.Context) (iptables.Detection, error) {
