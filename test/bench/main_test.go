@@ -25,6 +25,7 @@ var (
 	outFile = flag.String("out", "", "write the markdown report to this file; TestBench skips without it")
 	quick   = flag.Bool("quick", false, "far fewer iterations, to try the harness (the report says so)")
 	only    = flag.String("only", "", "comma-separated measurement numbers to run (default: all); the report holds only those")
+	merge   = flag.Bool("merge", false, "with -only: keep the other measurements of the existing -out file (from its earlier run) and replace only these")
 )
 
 // selected reports whether measurement num is to run.
@@ -88,7 +89,19 @@ func TestBench(t *testing.T) {
 		}
 	}
 	rep.took = time.Since(start)
-	if err := os.WriteFile(*outFile, []byte(rep.markdown()), 0o644); err != nil {
+	text := rep.markdown()
+	if *merge && *only != "" {
+		old, err := os.ReadFile(*outFile)
+		if err != nil {
+			t.Fatalf("-merge: %v", err)
+		}
+		var rerun []int
+		for _, s := range rep.sections {
+			rerun = append(rerun, s.num)
+		}
+		text = mergeReports(string(old), text, rerun)
+	}
+	if err := os.WriteFile(*outFile, []byte(text), 0o644); err != nil {
 		t.Fatalf("writing %s: %v", *outFile, err)
 	}
 	say("wrote %s after %v", *outFile, rep.took.Round(time.Second))
