@@ -247,10 +247,20 @@ func TestCountChainsNFTGeneration(t *testing.T) {
 	if dumps() != 7 {
 		t.Fatalf("unknown namespace: %d dumps, want 7", dumps())
 	}
-	// A failed generation question is an error, not a stale answer.
-	k.fail = map[string]error{"nftGeneration": errors.New("EPERM")}
+	// Without a generation the count comes from a dump every time, never from memory.
+	k.mu.Lock()
+	k.nsErr = nil
+	k.mu.Unlock()
+	k.fail = map[string]error{"nftGeneration": errors.New("EOPNOTSUPP")}
+	before := dumps()
+	count("KUBE-SVC-", 3)
+	count("KUBE-SVC-", 3)
+	if dumps() != before+2 {
+		t.Fatalf("no generation: %d dumps for 2 counts", dumps()-before)
+	}
+	k.fail["nftChains"] = errors.New("EPERM")
 	if _, err := i.CountChains(ctx, NFT, IPv4, "nat", "KUBE-SVC-"); err == nil {
-		t.Error("no error when the generation cannot be read")
+		t.Error("no error when neither the generation nor the chains can be read")
 	}
 
 	// Legacy: every count is one read of the table.

@@ -197,9 +197,12 @@ func (i *Inspector) CountChains(ctx context.Context, b Backend, f Family, table,
 	}
 	k := i.k()
 	ns, nsErr := k.netns()
-	gen, err := k.nftGeneration(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("asking nft for the ruleset generation: %w", err)
+	gen, genErr := k.nftGeneration(ctx)
+	if genErr != nil {
+		// Without a generation nothing can be reused: count from a dump, whose error (if the
+		// kernel cannot answer either) is the one to report.
+		chains, err := i.Chains(ctx, b, f, table)
+		return countPrefix(chains, prefix), err
 	}
 	key := countKey{ns, f, table, prefix}
 	if nsErr == nil {
