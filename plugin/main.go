@@ -37,6 +37,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		if os.Getenv(api.PluginSocketEnvVar) != "" {
+			boundRuntime(os.Getenv)
 			return runPreRegistered(ctx)
 		}
 		usage(stderr)

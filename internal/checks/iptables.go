@@ -11,17 +11,21 @@ import (
 	"github.com/sandbox-guard/sandbox-guard/internal/iptables"
 )
 
-// ChainReader is what the iptables checks need from the kernel: chain existence and chain names,
-// never rules (kube-proxy's nat table can hold 100k+ rules).
+// ChainReader is what the iptables checks need from the kernel: chain existence, chain names and
+// prefix counts, never rules (kube-proxy's nat table can hold 100k+ rules).
 type ChainReader interface {
 	ChainExists(ctx context.Context, b iptables.Backend, f iptables.Family, table, chain string) (bool, error)
 	Chains(ctx context.Context, b iptables.Backend, f iptables.Family, table string) ([]string, error)
+	// CountChains counts the chains with a prefix; on nft it dumps the chains only when the
+	// ruleset changed since it last counted.
+	CountChains(ctx context.Context, b iptables.Backend, f iptables.Family, table, prefix string) (int, error)
 	Detect(ctx context.Context) (iptables.Detection, error)
 }
 
 // BackendDetector remembers which iptables backend is in use, shared by every iptables check.
-// Detection costs a read of both backends' nat tables, so it runs at most every RecheckAfter,
-// and at once when a check misses its chain (the node may have switched backends).
+// Detection asks the mangle tables for kube-proxy's hint chain and never reads a nat table, but
+// it is still a handful of kernel questions, so it runs at most every RecheckAfter, and at once
+// when a check misses its chain (the node may have switched backends).
 type BackendDetector struct {
 	Reader       ChainReader
 	RecheckAfter time.Duration
@@ -68,21 +72,29 @@ type IptablesProber struct {
 
 // Probe asks the kernel.
 func (p IptablesProber) Probe(ctx context.Context) Outcome {
-	out := p.probe(ctx, false)
+	b := p.Backend
+	if b == "" {
+		var err error
+		if b, err = p.Detector.Backend(ctx, false); err != nil {
+			return Outcome{Detail: err.Error(), Err: true}
+		}
+	}
+	out := p.probe(ctx, b)
 	if !out.OK && !out.Err && p.Backend == "" && p.Detector != nil {
-		out = p.probe(ctx, true) // the answer may be in the other backend after a switch
+		// The answer may be in the other backend after a switch. Asking the same backend again
+		// would read its (legacy: whole) table a second time for the same answer.
+		again, err := p.Detector.Backend(ctx, true)
+		if err != nil {
+			return Outcome{Detail: err.Error(), Err: true}
+		}
+		if again != b {
+			out = p.probe(ctx, again)
+		}
 	}
 	return out
 }
 
-func (p IptablesProber) probe(ctx context.Context, fresh bool) Outcome {
-	b := p.Backend
-	if b == "" {
-		var err error
-		if b, err = p.Detector.Backend(ctx, fresh); err != nil {
-			return Outcome{Detail: err.Error(), Err: true}
-		}
-	}
+func (p IptablesProber) probe(ctx context.Context, b iptables.Backend) Outcome {
 	where := fmt.Sprintf("iptables %s/", p.Table)
 	if p.Family == iptables.IPv6 {
 		where = fmt.Sprintf("ip6tables %s/", p.Table)
@@ -94,10 +106,11 @@ func (p IptablesProber) probe(ctx context.Context, fresh bool) Outcome {
 	if p.Native {
 		suffix = ""
 	}
-	// One read answers both questions on legacy, where every question costs a full table read;
-	// on nft a single chain is one netlink request, and only a prefix needs the chain list.
+	// One read answers both questions on legacy, where every question costs a full table read.
+	// On nft a chain is one netlink request, and a prefix count dumps the chain list only when
+	// the ruleset changed since the last count.
 	var names []string
-	if p.Prefix != "" || b == iptables.Legacy {
+	if b == iptables.Legacy {
 		var err error
 		if names, err = p.Reader.Chains(ctx, b, p.Family, p.Table); err != nil {
 			return Outcome{Detail: err.Error(), Err: true}
@@ -105,7 +118,7 @@ func (p IptablesProber) probe(ctx context.Context, fresh bool) Outcome {
 	}
 	if p.Chain != "" {
 		var exists bool
-		if names != nil || b == iptables.Legacy {
+		if b == iptables.Legacy {
 			exists = slices.Contains(names, p.Chain)
 		} else {
 			var err error
@@ -121,9 +134,16 @@ func (p IptablesProber) probe(ctx context.Context, fresh bool) Outcome {
 		return Outcome{OK: true, Detail: where + p.Chain + " present" + suffix}
 	}
 	n := 0
-	for _, c := range names {
-		if strings.HasPrefix(c, p.Prefix) {
-			n++
+	if b == iptables.Legacy {
+		for _, c := range names {
+			if strings.HasPrefix(c, p.Prefix) {
+				n++
+			}
+		}
+	} else {
+		var err error
+		if n, err = p.Reader.CountChains(ctx, b, p.Family, p.Table, p.Prefix); err != nil {
+			return Outcome{Detail: err.Error(), Err: true}
 		}
 	}
 	if n == 0 {

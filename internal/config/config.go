@@ -9,8 +9,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // DefaultFile is where containerd reads the pre-registered plugin's configuration from.
@@ -141,8 +139,8 @@ type Log struct {
 
 // Exempt lists pods that are never gated.
 type Exempt struct {
-	Namespaces  []string              `json:"namespaces"`
-	PodSelector *metav1.LabelSelector `json:"podSelector"`
+	Namespaces  []string       `json:"namespaces"`
+	PodSelector *LabelSelector `json:"podSelector"`
 }
 
 // Refresh configures the background check runner.

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 const testSource = "test-source.yaml"
@@ -82,10 +80,10 @@ func TestParseEveryKey(t *testing.T) {
 		Log:  Log{File: "/var/log/custom/guard.log", Level: "debug", Format: "json", MaxSizeMB: 5, MaxBackups: 0},
 		Exempt: Exempt{
 			Namespaces: []string{"kube-system", "monitoring"},
-			PodSelector: &metav1.LabelSelector{
+			PodSelector: &LabelSelector{
 				MatchLabels: map[string]string{"app": "net-agent"},
-				MatchExpressions: []metav1.LabelSelectorRequirement{
-					{Key: "tier", Operator: metav1.LabelSelectorOpIn, Values: []string{"infra", "system"}},
+				MatchExpressions: []LabelSelectorRequirement{
+					{Key: "tier", Operator: LabelSelectorOpIn, Values: []string{"infra", "system"}},
 				},
 			},
 		},
@@ -130,7 +128,7 @@ func TestParseValidValues(t *testing.T) {
 			eq(t, c.Log, Log{File: "/var/log/sandbox-guard.log", Level: "debug", Format: "text", MaxSizeMB: 10, MaxBackups: 3})
 		}},
 		{"podSelector Exists", `exempt: {podSelector: {matchExpressions: [{key: a, operator: Exists}]}}`, func(t *testing.T, c *Config) {
-			eq(t, c.Exempt.PodSelector.MatchExpressions[0].Operator, metav1.LabelSelectorOpExists)
+			eq(t, c.Exempt.PodSelector.MatchExpressions[0].Operator, LabelSelectorOpExists)
 		}},
 		{"podSelector NotIn", `exempt: {podSelector: {matchExpressions: [{key: a, operator: NotIn, values: [x]}]}}`, func(t *testing.T, c *Config) {
 			eq(t, c.Exempt.PodSelector.MatchExpressions[0].Values, []string{"x"})

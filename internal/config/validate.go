@@ -11,10 +11,17 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/sirupsen/logrus"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-var checkNamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+// Lengths are checked apart: a counted repetition such as {0,61} compiles into that many
+// copies, and these patterns live for the whole process (60 KB of heap at start).
+var checkNamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+
+// validCheckName: a DNS label, at most 63 characters.
+func validCheckName(s string) bool { return len(s) <= 63 && checkNamePattern.MatchString(s) }
+
+// validPauseVersion: an image tag, at most 128 characters.
+func validPauseVersion(s string) bool { return len(s) <= 128 && pauseVersionPattern.MatchString(s) }
 
 func (c *Config) validate(source string) error {
 	if err := c.validateKeys(); err != nil {
@@ -51,7 +58,7 @@ func (c *Config) validateKeys() *Error {
 		}
 	}
 	if c.Exempt.PodSelector != nil {
-		if _, err := metav1.LabelSelectorAsSelector(c.Exempt.PodSelector); err != nil {
+		if _, err := c.Exempt.PodSelector.Selector(); err != nil {
 			return bad("exempt.podSelector", "%v", err)
 		}
 	}
@@ -163,7 +170,7 @@ func (c *Config) validateAWS() *Error {
 	if c.EKS.Region != "" && !regionPattern.MatchString(c.EKS.Region) {
 		return bad("eks.region", "%q does not look like an AWS region (e.g. us-west-2)", c.EKS.Region)
 	}
-	if !pauseVersionPattern.MatchString(c.EKS.PauseVersion) {
+	if !validPauseVersion(c.EKS.PauseVersion) {
 		return bad("eks.pauseVersion", "%q is not a tag such as 3.10", c.EKS.PauseVersion)
 	}
 	for host, region := range c.ECR.Registries {
@@ -213,7 +220,7 @@ func (c *Config) validateCredentialFiles() *Error {
 
 var (
 	regionPattern       = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d+$`)
-	pauseVersionPattern = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
+	pauseVersionPattern = regexp.MustCompile(`^[\w][\w.-]*$`)
 )
 
 // ValidImageRef checks that ref names an image the way containerd's CRI accepts it.
@@ -269,7 +276,7 @@ func (ch *Check) validate(key string) *Error {
 	bad := func(sub, format string, args ...any) *Error {
 		return &Error{Key: key + sub, Msg: fmt.Sprintf(format, args...)}
 	}
-	if !checkNamePattern.MatchString(ch.Name) {
+	if !validCheckName(ch.Name) {
 		return bad(".name", "%q must be lower-case letters, digits and '-' (at most 63)", ch.Name)
 	}
 	kinds := 0

@@ -49,6 +49,10 @@ func TestParseValidationErrors(t *testing.T) {
 		{"underscore", "checks: [{name: a_b, file: {path: /a}}]", "checks[0].name", "must be lower-case"},
 		{"dot", "checks: [{name: a.b, file: {path: /a}}]", "checks[0].name", "must be lower-case"},
 		{"64 characters", "checks: [{name: " + strings.Repeat("a", 64) + ", file: {path: /a}}]", "checks[0].name", "at most 63"},
+		// eks.pauseVersion: an image tag, at most 128 characters
+		{"pause version with a slash", `eks: {pauseVersion: "3.10/x"}`, "eks.pauseVersion", "is not a tag"},
+		{"pause version leading dot", `eks: {pauseVersion: ".3"}`, "eks.pauseVersion", "is not a tag"},
+		{"pause version 129 characters", "eks: {pauseVersion: " + strings.Repeat("a", 129) + "}", "eks.pauseVersion", "is not a tag"},
 		{"bad name in second check", "checks: [{name: a, file: {path: /a}}, {name: B, file: {path: /b}}]", "checks[1].name", `"B"`},
 		// kinds
 		{"no kind", "checks: [{name: a, hint: h}]", "checks[0]", `check "a" must set exactly one of file, iptables, nftables, cni, http, socket (it sets 0)`},
@@ -177,6 +181,19 @@ func TestWarnings(t *testing.T) {
 		}
 		if got := len(cfg.Warnings()) == 1 && strings.Contains(cfg.Warnings()[0], "beyond loopback"); got != tt.warn {
 			t.Errorf("metrics.address %q: warnings %q, want a warning: %v", tt.address, cfg.Warnings(), tt.warn)
+		}
+	}
+}
+
+// The longest check name and pause tag pass (the length limits are checked apart from the
+// patterns).
+func TestValidationLengthLimits(t *testing.T) {
+	for _, y := range []string{
+		"preset: none\nchecks: [{name: " + strings.Repeat("a", 63) + ", file: {path: /a}}]",
+		"eks: {pauseVersion: " + strings.Repeat("a", 128) + "}",
+	} {
+		if _, err := Parse([]byte(y), testSource); err != nil {
+			t.Errorf("%.40s...: %v", y, err)
 		}
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 )
 
@@ -54,49 +54,33 @@ func (c ClientConfig) endpoint(region string) string {
 	return c.BaseEndpoint
 }
 
-// NewClientFactory returns a factory that builds real ECR clients with
-// config.LoadDefaultConfig for each region, configured by c. Credentials come from c, or the
-// SDK default chain (environment, shared files, web identity, the instance profile via IMDS).
+// NewClientFactory returns a factory that builds real ECR clients for each region,
+// configured by c. Credentials come from c, or the chain the SDK's default would use on a node
+// (environment, shared files, web identity, container credentials, the instance profile via
+// IMDS; see chain.go).
 func NewClientFactory(c ClientConfig) ClientFactory {
 	c.Endpoints = maps.Clone(c.Endpoints)
 	c.SharedConfigFiles = slices.Clone(c.SharedConfigFiles)
 	c.SharedCredentialsFiles = slices.Clone(c.SharedCredentialsFiles)
-	return func(ctx context.Context, region string) (API, error) {
-		opts := []func(*config.LoadOptions) error{config.WithRegion(region)}
-		if len(c.SharedConfigFiles) > 0 {
-			opts = append(opts, config.WithSharedConfigFiles(c.SharedConfigFiles))
-		}
-		if len(c.SharedCredentialsFiles) > 0 {
-			opts = append(opts, config.WithSharedCredentialsFiles(c.SharedCredentialsFiles))
-		}
-		if c.Profile != "" {
-			opts = append(opts, config.WithSharedConfigProfile(c.Profile))
-		}
-		if c.Credentials != nil {
-			opts = append(opts, config.WithCredentialsProvider(c.Credentials))
-		}
-		if c.RetryMaxAttempts > 0 {
-			opts = append(opts, config.WithRetryMaxAttempts(c.RetryMaxAttempts))
-		}
-		ep := c.endpoint(region)
-		// The SDK's endpoint rules refuse FIPS or dual-stack together with a custom endpoint;
-		// an override is already the endpoint to use.
-		if c.FIPS && ep == "" {
-			opts = append(opts, config.WithUseFIPSEndpoint(aws.FIPSEndpointStateEnabled))
-		}
-		if c.DualStack && ep == "" {
-			opts = append(opts, config.WithUseDualStackEndpoint(aws.DualStackEndpointStateEnabled))
-		}
-		cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	return func(_ context.Context, region string) (API, error) {
+		httpClient := awshttp.NewBuildableClient()
+		creds, err := credentialsProvider(c, region, httpClient)
 		if err != nil {
 			return nil, fmt.Errorf("loading AWS configuration for %s: %w", region, err)
 		}
-		return ecr.NewFromConfig(cfg, func(o *ecr.Options) {
-			if ep != "" {
-				o.BaseEndpoint = aws.String(ep)
-				o.EndpointOptions.UseFIPSEndpoint = aws.FIPSEndpointStateDisabled
-				o.EndpointOptions.UseDualStackEndpoint = aws.DualStackEndpointStateDisabled
+		o := ecr.Options{Region: region, Credentials: creds, HTTPClient: httpClient, RetryMaxAttempts: c.RetryMaxAttempts}
+		// The SDK's endpoint rules refuse FIPS or dual-stack together with a custom endpoint;
+		// an override is already the endpoint to use.
+		if ep := c.endpoint(region); ep != "" {
+			o.BaseEndpoint = aws.String(ep)
+		} else {
+			if c.FIPS {
+				o.EndpointOptions.UseFIPSEndpoint = aws.FIPSEndpointStateEnabled
 			}
-		}), nil
+			if c.DualStack {
+				o.EndpointOptions.UseDualStackEndpoint = aws.DualStackEndpointStateEnabled
+			}
+		}
+		return ecr.New(o), nil
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
 )
@@ -24,7 +22,7 @@ func FuzzDecide(f *testing.F) {
 		cfg.Mode = modes[int(modeSel)%len(modes)]
 		cfg.SettleTime = config.Duration{Duration: time.Duration(settleSec) * time.Second}
 		cfg.Exempt.Namespaces = []string{"kube-system"}
-		cfg.Exempt.PodSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"sandbox-guard.io/exempt": "true"}}
+		cfg.Exempt.PodSelector = &config.LabelSelector{MatchLabels: map[string]string{"sandbox-guard.io/exempt": "true"}}
 		p, err := NewPolicy(cfg)
 		if err != nil {
 			t.Fatal(err)

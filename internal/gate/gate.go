@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
@@ -73,7 +72,7 @@ func NewPolicy(cfg *config.Config) (*Policy, error) {
 		p.namespaces[ns] = true
 	}
 	if s := cfg.Exempt.PodSelector; s != nil && (len(s.MatchLabels) > 0 || len(s.MatchExpressions) > 0) {
-		sel, err := metav1.LabelSelectorAsSelector(s)
+		sel, err := s.Selector()
 		if err != nil {
 			return nil, fmt.Errorf("exempt.podSelector: %w", err)
 		}

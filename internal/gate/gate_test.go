@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
 )
@@ -71,7 +69,7 @@ func TestDecide(t *testing.T) {
 	withNS := func(ns ...string) func(*config.Config) {
 		return func(c *config.Config) { c.Exempt.Namespaces = ns }
 	}
-	withSelector := func(s *metav1.LabelSelector) func(*config.Config) {
+	withSelector := func(s *config.LabelSelector) func(*config.Config) {
 		return func(c *config.Config) { c.Exempt.PodSelector = s }
 	}
 	mode := func(m config.Mode) func(*config.Config) { return func(c *config.Config) { c.Mode = m } }
@@ -88,12 +86,12 @@ func TestDecide(t *testing.T) {
 		}
 	}
 	inNS := func(ns string) func(*Pod) { return func(p *Pod) { p.Namespace = ns } }
-	selector := &metav1.LabelSelector{
+	selector := &config.LabelSelector{
 		MatchLabels: map[string]string{"app": "net-agent"},
 	}
-	exprSelector := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-		{Key: "tier", Operator: metav1.LabelSelectorOpIn, Values: []string{"infra", "system"}},
-		{Key: "sandbox-guard/gate", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"on"}},
+	exprSelector := &config.LabelSelector{MatchExpressions: []config.LabelSelectorRequirement{
+		{Key: "tier", Operator: config.LabelSelectorOpIn, Values: []string{"infra", "system"}},
+		{Key: "sandbox-guard/gate", Operator: config.LabelSelectorOpNotIn, Values: []string{"on"}},
 	}}
 
 	kubeProxyMsg := prefix + "node network not ready: kube-proxy-rules: iptables nat/KUBE-SERVICES missing (kube-proxy has not synced its rules yet)" + suffix
@@ -136,9 +134,9 @@ func TestDecide(t *testing.T) {
 		{name: "matchExpressions exempts", cfg: mods(withSelector(exprSelector)), pod: pod(labels("tier", "infra")), snap: several, verdict: Admit, why: "exempt by podSelector"},
 		{name: "matchExpressions NotIn excludes", cfg: mods(withSelector(exprSelector)), pod: pod(labels("tier", "infra", "sandbox-guard/gate", "on")), snap: oneFailing, verdict: Reject},
 		{name: "matchExpressions In misses", cfg: mods(withSelector(exprSelector)), pod: pod(labels("tier", "web")), snap: oneFailing, verdict: Reject},
-		{name: "matchExpressions Exists", cfg: mods(withSelector(&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-			{Key: "critical", Operator: metav1.LabelSelectorOpExists}}})), pod: pod(labels("critical", "")), snap: oneFailing, verdict: Admit, why: "exempt by podSelector"},
-		{name: "empty podSelector exempts nothing", cfg: mods(withSelector(&metav1.LabelSelector{})), pod: pod(), snap: oneFailing, verdict: Reject, why: kubeProxyMsg},
+		{name: "matchExpressions Exists", cfg: mods(withSelector(&config.LabelSelector{MatchExpressions: []config.LabelSelectorRequirement{
+			{Key: "critical", Operator: config.LabelSelectorOpExists}}})), pod: pod(labels("critical", "")), snap: oneFailing, verdict: Admit, why: "exempt by podSelector"},
+		{name: "empty podSelector exempts nothing", cfg: mods(withSelector(&config.LabelSelector{})), pod: pod(), snap: oneFailing, verdict: Reject, why: kubeProxyMsg},
 		{name: "selector exempts while starting", cfg: mods(withSelector(selector)), pod: pod(labels("app", "net-agent")), snap: nil, verdict: Admit, why: "exempt by podSelector"},
 		// snapshot states
 		{name: "nil snapshot rejects as starting", pod: pod(), snap: nil, verdict: Reject, why: startingMsg},
@@ -238,7 +236,7 @@ func TestNewPolicy(t *testing.T) {
 		t.Errorf("Mode() = %v", p.Mode())
 	}
 
-	cfg.Exempt.PodSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Like"}}}
+	cfg.Exempt.PodSelector = &config.LabelSelector{MatchExpressions: []config.LabelSelectorRequirement{{Key: "a", Operator: "Like"}}}
 	if _, err := NewPolicy(cfg); err == nil || !strings.Contains(err.Error(), "exempt.podSelector") {
 		t.Errorf("NewPolicy with a bad selector = %v, want an error naming exempt.podSelector", err)
 	}

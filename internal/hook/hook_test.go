@@ -9,7 +9,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/gate"
@@ -101,7 +100,7 @@ func TestAdmit(t *testing.T) {
 		{name: "host network admits", snap: snap(false), pod: gate.Pod{Namespace: "kube-system", Name: "aws-node-x", HostNetwork: true}, verdict: "admit"},
 		{name: "exempt namespace admits", snap: snap(false), cfg: func(c *config.Config) { c.Exempt.Namespaces = []string{"default"} }, pod: podNet(), verdict: "admit"},
 		{name: "exempt label admits", snap: snap(false), cfg: func(c *config.Config) {
-			c.Exempt.PodSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
+			c.Exempt.PodSelector = &config.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
 		}, pod: podNet(), verdict: "admit"},
 		{name: "before the first check", pod: podNet(), kicked: true, verdict: "reject",
 			wantErr: "sandbox-guard: pod default/web not started: node readiness not checked yet (sandbox-guard is starting); kubelet will retry",

@@ -5,23 +5,31 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
-// HintChain is the chain kube-proxy creates in the mangle table of the backend it uses, so that
-// other components can tell which one that is.
+// HintChain is the chain kube-proxy (and kubelet) creates in the mangle table of the backend it
+// uses, so that other components can tell which one that is.
 const HintChain = "KUBE-IPTABLES-HINT"
+
+// CanaryChain is the chain kubelet creates in the mangle table of the backend it uses to notice
+// a flush; kubelets too old to create HintChain create it.
+const CanaryChain = "KUBE-KUBELET-CANARY"
 
 // Facts is what one backend showed during detection, over both families.
 type Facts struct {
-	Hint       bool  // HintChain exists in mangle
-	KubeChains int   // chains named KUBE-* in nat
-	CNIChains  int   // chains named CNI-* or AWS-* in nat (CNI plugins, AWS VPC CNI)
-	Err        error // reading this backend failed; the fields above may be incomplete
+	Hint   bool // HintChain exists in mangle
+	Canary bool // CanaryChain exists in mangle
+	// NAT is whether the nat table is in use (nft: it exists; iptables-nft creates it with its
+	// first nat rule. legacy: it holds a rule or user chain, from its entry count alone). Asked
+	// only when the hint and canary chains leave the choice open.
+	NAT bool
+	Err error // a question to this backend failed; the fields above may be incomplete
 }
 
 // inUse reports whether the facts show that something programs this backend.
-func (f Facts) inUse() bool { return f.Hint || f.KubeChains > 0 || f.CNIChains > 0 }
+func (f Facts) inUse() bool { return f.Hint || f.Canary || f.NAT }
 
 // Detection is which backend the node's network programming uses, and why.
 type Detection struct {
@@ -35,18 +43,65 @@ type Detection struct {
 	BinaryBackend Backend
 }
 
-// BothInUse reports whether both backends hold chains that show use, which happens after a
-// switch of backend (stale rules are left behind) and deserves a warning.
+// BothInUse reports whether both backends showed use, which happens after a switch of
+// backend (stale chains are left behind) and deserves a warning.
 func (d Detection) BothInUse() bool { return d.NFT.inUse() && d.Legacy.inUse() }
 
-// Detect finds out which backend is in use in the calling thread's network namespace. Order of
-// evidence: the HintChain, then KUBE-* chains in nat, then CNI-*/AWS-* chains in nat, then the
-// iptables binary, else nft (the default of current distributions). A backend that cannot be
-// read only loses its say; the error is non-nil only when neither backend could be read, and
-// even then the Detection is filled from the remaining evidence.
+// Detect finds out which backend is in use in the calling thread's network namespace, the way
+// kubelet and kube-proxy mean it to be found (and kubernetes-sigs/iptables-wrappers finds it):
+// HintChain in mangle, then CanaryChain in mangle, both asked of tiny tables (nft: one
+// GETCHAIN each; legacy: the mangle table). Only when neither tells, whether each backend's nat
+// table is in use, without reading it (nft: one GETTABLE; legacy: the entry count), then the
+// iptables binary, else nft (the default of current distributions). So detection never reads
+// a nat table: its cost does not grow with kube-proxy's rules. A backend that cannot be read
+// only loses its say; the error is non-nil only when neither backend could be read, and even
+// then the Detection is filled from the remaining evidence.
 func (i *Inspector) Detect(ctx context.Context) (Detection, error) {
-	nft := i.facts(ctx, NFT)
-	legacy := i.facts(ctx, Legacy)
+	var nft, legacy Facts
+	mangle := map[Family][]string{} // legacy: one read of mangle per family answers both chains
+	inMangle := func(b Backend, f *Facts, chain string) bool {
+		for _, fam := range []Family{IPv4, IPv6} {
+			var ok bool
+			var err error
+			if b == NFT {
+				ok, err = i.ChainExists(ctx, b, fam, "mangle", chain)
+			} else {
+				chains, seen := mangle[fam]
+				if !seen {
+					chains, err = i.Chains(ctx, b, fam, "mangle")
+					mangle[fam] = chains
+				}
+				ok = slices.Contains(chains, chain)
+			}
+			f.Err = errors.Join(f.Err, err)
+			if ok {
+				return true
+			}
+		}
+		return false
+	}
+	natInUse := func(b Backend, f *Facts) bool {
+		for _, fam := range []Family{IPv4, IPv6} {
+			var ok bool
+			var err error
+			if b == NFT {
+				ok, err = i.k().nftTableExists(ctx, fam, "nat")
+			} else if ok, err = i.k().legacyInUse(fam, "nat"); err != nil {
+				err = fmt.Errorf("reading legacy iptables %s table nat's size: %w", fam, err)
+			}
+			f.Err = errors.Join(f.Err, err)
+			if ok {
+				return true
+			}
+		}
+		return false
+	}
+	// Both chains of both backends: cheap, and they also show a stale backend after a switch.
+	nft.Hint, legacy.Hint = inMangle(NFT, &nft, HintChain), inMangle(Legacy, &legacy, HintChain)
+	nft.Canary, legacy.Canary = inMangle(NFT, &nft, CanaryChain), inMangle(Legacy, &legacy, CanaryChain)
+	if nft.Hint == legacy.Hint && nft.Canary == legacy.Canary {
+		nft.NAT, legacy.NAT = natInUse(NFT, &nft), natInUse(Legacy, &legacy)
+	}
 	if err := ctx.Err(); err != nil {
 		return Detection{}, err
 	}
@@ -56,30 +111,6 @@ func (i *Inspector) Detect(ctx context.Context) (Detection, error) {
 		return d, fmt.Errorf("detecting iptables backend: %w", errors.Join(nft.Err, legacy.Err))
 	}
 	return d, nil
-}
-
-func (i *Inspector) facts(ctx context.Context, b Backend) Facts {
-	var f Facts
-	var errs []error
-	for _, fam := range []Family{IPv4, IPv6} {
-		if !f.Hint {
-			ok, err := i.ChainExists(ctx, b, fam, "mangle", HintChain)
-			errs = append(errs, err)
-			f.Hint = ok
-		}
-		chains, err := i.Chains(ctx, b, fam, "nat")
-		errs = append(errs, err)
-		for _, c := range chains {
-			switch {
-			case strings.HasPrefix(c, "KUBE-"):
-				f.KubeChains++
-			case strings.HasPrefix(c, "CNI-"), strings.HasPrefix(c, "AWS-"):
-				f.CNIChains++
-			}
-		}
-	}
-	f.Err = errors.Join(errs...)
-	return f
 }
 
 // binary resolves the iptables binary's symlinks (alternatives, xtables-*-multi) to the backend
@@ -118,8 +149,8 @@ func decide(nft, legacy Facts, binary string, binBackend Backend) Detection {
 		has  func(Facts) bool
 	}{
 		{HintChain + " chain in mangle", func(f Facts) bool { return f.Hint }},
-		{"KUBE-* chains in nat", func(f Facts) bool { return f.KubeChains > 0 }},
-		{"CNI-*/AWS-* chains in nat", func(f Facts) bool { return f.CNIChains > 0 }},
+		{CanaryChain + " chain in mangle", func(f Facts) bool { return f.Canary }},
+		{"a nat table in use", func(f Facts) bool { return f.NAT }},
 	}
 	var ties []string
 	for _, r := range rules {
@@ -148,6 +179,6 @@ func decide(nft, legacy Facts, binary string, binBackend Backend) Detection {
 		d.Backend, d.Reason = binBackend, tie+"iptables binary resolves to "+binary
 		return d
 	}
-	d.Backend, d.Reason = NFT, tie+"no chains or iptables binary point to a backend; defaulting to nft"
+	d.Backend, d.Reason = NFT, tie+"no chains, nat table or iptables binary point to a backend; defaulting to nft"
 	return d
 }

@@ -9,9 +9,9 @@ import (
 )
 
 func TestDecide(t *testing.T) {
-	hint := Facts{Hint: true, KubeChains: 40}
-	kube := Facts{KubeChains: 12}
-	cni := Facts{CNIChains: 3}
+	hint := Facts{Hint: true, Canary: true}
+	canary := Facts{Canary: true}
+	nat := Facts{NAT: true}
 	none := Facts{}
 	broken := Facts{Err: errors.New("permission denied")}
 	tests := []struct {
@@ -25,22 +25,23 @@ func TestDecide(t *testing.T) {
 	}{
 		{name: "hint nft", nft: hint, want: NFT, reason: "only nft has KUBE-IPTABLES-HINT"},
 		{name: "hint legacy", legacy: hint, binBackend: NFT, want: Legacy, reason: "only legacy has KUBE-IPTABLES-HINT"},
-		{name: "hint beats kube chains", nft: kube, legacy: hint, want: Legacy, reason: "HINT", bothInUse: true},
+		{name: "hint beats canary", nft: canary, legacy: hint, want: Legacy, reason: "HINT", bothInUse: true},
+		{name: "hint beats nat", nft: nat, legacy: hint, want: Legacy, reason: "HINT", bothInUse: true},
 		{name: "hint beats binary", nft: hint, binBackend: Legacy, want: NFT, reason: "HINT"},
-		{name: "both hint, kube chains decide", nft: Facts{Hint: true}, legacy: hint, want: Legacy,
-			reason: "only legacy has KUBE-* chains in nat (both have KUBE-IPTABLES-HINT chain in mangle)", bothInUse: true},
-		{name: "kube chains nft", nft: kube, want: NFT, reason: "only nft has KUBE-*"},
-		{name: "kube chains legacy", legacy: kube, binBackend: NFT, want: Legacy, reason: "only legacy has KUBE-*"},
-		{name: "kube chains beat cni chains", nft: cni, legacy: kube, want: Legacy, reason: "KUBE-*", bothInUse: true},
-		{name: "cni chains only", legacy: cni, want: Legacy, reason: "CNI-*/AWS-*"},
+		{name: "both hint, canary decides", nft: Facts{Hint: true}, legacy: hint, want: Legacy,
+			reason: "only legacy has KUBE-KUBELET-CANARY chain in mangle (both have KUBE-IPTABLES-HINT chain in mangle)", bothInUse: true},
+		{name: "canary nft", nft: canary, want: NFT, reason: "only nft has KUBE-KUBELET-CANARY"},
+		{name: "canary legacy", legacy: canary, binBackend: NFT, want: Legacy, reason: "only legacy has KUBE-KUBELET-CANARY"},
+		{name: "canary beats nat", nft: nat, legacy: canary, want: Legacy, reason: "CANARY", bothInUse: true},
+		{name: "nat only", legacy: nat, want: Legacy, reason: "only legacy has a nat table in use"},
 		{name: "all tied, binary decides", nft: hint, legacy: hint, binBackend: Legacy, binary: "/usr/sbin/xtables-legacy-multi",
-			want: Legacy, reason: "both backends have KUBE-IPTABLES-HINT chain in mangle, KUBE-* chains in nat; iptables binary resolves to /usr/sbin/xtables-legacy-multi", bothInUse: true},
+			want: Legacy, reason: "both backends have KUBE-IPTABLES-HINT chain in mangle, KUBE-KUBELET-CANARY chain in mangle; iptables binary resolves to /usr/sbin/xtables-legacy-multi", bothInUse: true},
 		{name: "all tied, no binary", nft: hint, legacy: hint, want: NFT, reason: "defaulting to nft", bothInUse: true},
 		{name: "nothing, binary legacy", binBackend: Legacy, binary: "/usr/sbin/xtables-legacy-multi", want: Legacy, reason: "binary resolves"},
 		{name: "nothing, binary nft", binBackend: NFT, binary: "/usr/sbin/xtables-nft-multi", want: NFT, reason: "binary resolves"},
 		{name: "nothing at all", want: NFT, reason: "defaulting to nft"},
 		{name: "unreadable legacy has no say", nft: none, legacy: broken, binBackend: Legacy, want: Legacy, reason: "binary"},
-		{name: "unreadable nft, legacy kube", nft: broken, legacy: kube, want: Legacy, reason: "only legacy"},
+		{name: "unreadable nft, legacy hint", nft: broken, legacy: hint, want: Legacy, reason: "only legacy"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,8 +9,9 @@
 //     whole table (IPT_SO_GET_ENTRIES). Chains reads it once and returns every chain name so a
 //     caller can ask many questions of one read.
 //
-// Every call works in the network namespace of the calling OS thread and keeps no state, so an
-// Inspector is safe for concurrent use and works under ns.WithNetNSPath.
+// Every call works in the network namespace of the calling OS thread, so an Inspector is safe
+// for concurrent use and works under ns.WithNetNSPath. The one state it keeps is CountChains'
+// answers for nft, each with the ruleset generation and network namespace it holds for.
 package iptables
 
 import (
@@ -18,6 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 )
 
 // Backend is an iptables implementation in the kernel.
@@ -50,6 +53,34 @@ func (f Family) String() string {
 type Inspector struct {
 	// binaryPaths overrides where Detect looks for the iptables binary; tests only.
 	binaryPaths []string
+	// kernel answers the questions; nil is the real kernel, tests put a fake here.
+	kernel kernel
+
+	mu     sync.Mutex
+	counts map[countKey]countEntry // CountChains' nft answers
+}
+
+// kernel is the boundary between the Inspector and the kernel's netlink and getsockopt
+// interfaces: every question it asks goes through one of these.
+type kernel interface {
+	nftChainExists(ctx context.Context, f Family, table, chain string) (bool, error)
+	nftChains(ctx context.Context, f Family, table string) ([]string, error)
+	nftGeneration(ctx context.Context) (uint32, error)
+	nftTableExists(ctx context.Context, f Family, table string) (bool, error)
+	legacyChains(f Family, table string) ([]string, error)
+	legacyInUse(f Family, table string) (bool, error)
+	// netns identifies the calling thread's network namespace.
+	netns() (netnsID, error)
+}
+
+// netnsID is a network namespace's inode: generations of two namespaces are not comparable.
+type netnsID struct{ dev, ino uint64 }
+
+func (i *Inspector) k() kernel {
+	if i.kernel == nil {
+		return realKernel{}
+	}
+	return i.kernel
 }
 
 // New returns an Inspector.
@@ -75,7 +106,7 @@ func (i *Inspector) ChainExists(ctx context.Context, b Backend, f Family, table,
 		if len(table) >= nftMaxNameLen || len(chain) >= nftMaxNameLen {
 			return false, nil // nf_tables cannot hold such a name (and rejects the request)
 		}
-		ok, err := nftChainExists(ctx, f, table, chain)
+		ok, err := i.k().nftChainExists(ctx, f, table, chain)
 		if err != nil {
 			return false, fmt.Errorf("asking nft %s table %s for chain %s: %w", f, table, chain, err)
 		}
@@ -108,13 +139,13 @@ func (i *Inspector) Chains(ctx context.Context, b Backend, f Family, table strin
 	}
 	switch b {
 	case NFT:
-		chains, err := nftChains(ctx, f, table)
+		chains, err := i.k().nftChains(ctx, f, table)
 		if err != nil {
 			return nil, fmt.Errorf("listing nft %s chains of table %s: %w", f, table, err)
 		}
 		return chains, nil
 	default:
-		chains, err := legacyChains(f, table)
+		chains, err := i.k().legacyChains(f, table)
 		if err != nil {
 			return nil, fmt.Errorf("reading legacy iptables %s table %s: %w", f, table, err)
 		}
@@ -133,4 +164,79 @@ func validate(b Backend, f Family, table string) error {
 		return errors.New("iptables: empty table name")
 	}
 	return nil
+}
+
+// countCacheMax bounds CountChains' remembered answers (one per question and namespace).
+const countCacheMax = 64
+
+type countKey struct {
+	netns         netnsID
+	family        Family
+	table, prefix string
+}
+
+type countEntry struct {
+	gen uint32
+	n   int
+}
+
+// CountChains returns how many chains of table start with prefix. For legacy it is one read of
+// the table. For nft a prefix needs the chain list (a dump that grows with the number of
+// chains), so the answer is kept with the ruleset generation it was counted at and the dump
+// runs again only when the generation has changed: a steady node pays one NFT_MSG_GETGEN.
+func (i *Inspector) CountChains(ctx context.Context, b Backend, f Family, table, prefix string) (int, error) {
+	if err := validate(b, f, table); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if b == Legacy {
+		chains, err := i.Chains(ctx, b, f, table)
+		return countPrefix(chains, prefix), err
+	}
+	k := i.k()
+	ns, nsErr := k.netns()
+	gen, genErr := k.nftGeneration(ctx)
+	if genErr != nil {
+		// Without a generation nothing can be reused: count from a dump, whose error (if the
+		// kernel cannot answer either) is the one to report.
+		chains, err := i.Chains(ctx, b, f, table)
+		return countPrefix(chains, prefix), err
+	}
+	key := countKey{ns, f, table, prefix}
+	if nsErr == nil {
+		i.mu.Lock()
+		e, ok := i.counts[key]
+		i.mu.Unlock()
+		if ok && e.gen == gen {
+			return e.n, nil
+		}
+	}
+	// The generation is read before the dump: a change during or after it shows as a newer
+	// generation next time, so a count is never kept past a change.
+	chains, err := i.Chains(ctx, b, f, table)
+	if err != nil {
+		return 0, err
+	}
+	n := countPrefix(chains, prefix)
+	if nsErr == nil { // without the namespace's identity nothing can be reused safely
+		i.mu.Lock()
+		if i.counts == nil || len(i.counts) >= countCacheMax {
+			i.counts = map[countKey]countEntry{}
+		}
+		i.counts[key] = countEntry{gen, n}
+		i.mu.Unlock()
+	}
+	return n, nil
+}
+
+func countPrefix(chains []string, prefix string) int {
+	n := 0
+	for _, c := range chains {
+		if strings.HasPrefix(c, prefix) {
+			n++
+		}
+	}
+	return n
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,16 +165,6 @@ func mustChains(t *testing.T, i *Inspector, b Backend, f Family, table string) [
 	return got
 }
 
-func countPrefix(chains []string, prefix string) int {
-	n := 0
-	for _, c := range chains {
-		if strings.HasPrefix(c, prefix) {
-			n++
-		}
-	}
-	return n
-}
-
 // TestKernelChains fills one backend of a namespace at a time and checks that exactly what was
 // created is seen, in that backend and family only.
 func TestKernelChains(t *testing.T) {
@@ -301,53 +292,72 @@ func TestKernelLegacyNoSideEffect(t *testing.T) {
 func TestKernelDetect(t *testing.T) {
 	requireKernel(t, "iptables-nft-restore", "iptables-legacy-restore")
 	noBinary := []string{"/nonexistent/iptables"}
+	detect := func(t *testing.T, netns string) Detection {
+		t.Helper()
+		var d Detection
+		inNetns(t, netns, func() {
+			var err error
+			if d, err = (&Inspector{binaryPaths: noBinary}).Detect(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		})
+		t.Logf("%s: %s (nft %+v, legacy %+v)", d.Backend, d.Reason, d.NFT, d.Legacy)
+		return d
+	}
 
 	t.Run("hint in nft, stale legacy", func(t *testing.T) {
 		netns := newNetns(t)
 		nsRun(t, netns, kubeProxyRuleset(50, IPv4), "iptables-nft-restore")
 		nsRun(t, netns, "", "iptables-legacy", "-t", "nat", "-N", "KUBE-SERVICES")
-		nsRun(t, netns, "", "iptables-legacy", "-t", "nat", "-N", "CNI-abc")
-		i := &Inspector{binaryPaths: noBinary}
-		inNetns(t, netns, func() {
-			d, err := i.Detect(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d.Backend != NFT || !strings.Contains(d.Reason, "only nft has "+HintChain) || !d.BothInUse() {
-				t.Errorf("Detect = %+v", d)
-			}
-			if !d.NFT.Hint || d.NFT.KubeChains < 10 || d.Legacy.Hint || d.Legacy.KubeChains != 1 || d.Legacy.CNIChains != 1 {
-				t.Errorf("facts = nft %+v legacy %+v", d.NFT, d.Legacy)
-			}
-			t.Logf("%s: %s", d.Backend, d.Reason)
-		})
+		nsRun(t, netns, "", "iptables-legacy", "-t", "mangle", "-N", CanaryChain)
+		d := detect(t, netns)
+		if d.Backend != NFT || !strings.Contains(d.Reason, "only nft has "+HintChain) || !d.BothInUse() {
+			t.Errorf("Detect = %+v", d)
+		}
+		if !d.NFT.Hint || d.Legacy.Hint || !d.Legacy.Canary || d.NFT.NAT || d.Legacy.NAT {
+			t.Errorf("facts = nft %+v legacy %+v (nat asked although the hint decided)", d.NFT, d.Legacy)
+		}
 	})
-	t.Run("legacy kube chains, no hint", func(t *testing.T) {
+	t.Run("hint in legacy ipv6", func(t *testing.T) {
 		netns := newNetns(t)
-		nsRun(t, netns, "", "iptables-legacy", "-t", "nat", "-N", "KUBE-SERVICES")
+		nsRun(t, netns, "", "ip6tables-legacy", "-t", "mangle", "-N", HintChain)
 		nsRun(t, netns, "", "iptables-nft", "-t", "nat", "-N", "CNI-abc")
-		i := &Inspector{binaryPaths: noBinary}
-		inNetns(t, netns, func() {
-			d, err := i.Detect(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d.Backend != Legacy || !strings.Contains(d.Reason, "only legacy has KUBE-*") {
-				t.Errorf("Detect = %+v", d)
-			}
-		})
+		if d := detect(t, netns); d.Backend != Legacy || !strings.Contains(d.Reason, "only legacy has "+HintChain) {
+			t.Errorf("Detect = %+v", d)
+		}
+	})
+	t.Run("canary without hint", func(t *testing.T) {
+		netns := newNetns(t)
+		nsRun(t, netns, "", "iptables-legacy", "-t", "mangle", "-N", CanaryChain)
+		nsRun(t, netns, "", "iptables-nft", "-t", "nat", "-A", "POSTROUTING", "-j", "MASQUERADE")
+		if d := detect(t, netns); d.Backend != Legacy || !strings.Contains(d.Reason, "only legacy has "+CanaryChain) {
+			t.Errorf("Detect = %+v", d)
+		}
+	})
+	t.Run("legacy nat rules, nothing in mangle", func(t *testing.T) {
+		netns := newNetns(t)
+		nsRun(t, netns, "", "iptables-legacy", "-t", "nat", "-A", "POSTROUTING", "-j", "MASQUERADE")
+		nsRun(t, netns, "", "iptables-nft", "-t", "filter", "-N", "SG-X") // nft in use, but not its nat
+		d := detect(t, netns)
+		if d.Backend != Legacy || !strings.Contains(d.Reason, "only legacy has a nat table in use") {
+			t.Errorf("Detect = %+v", d)
+		}
+	})
+	t.Run("an empty legacy nat table is not in use", func(t *testing.T) {
+		netns := newNetns(t)
+		nsRun(t, netns, "", "iptables-legacy", "-t", "nat", "-L", "-n") // instantiates it, empty
+		nsRun(t, netns, "", "iptables-nft", "-t", "nat", "-N", "KUBE-SERVICES")
+		if d := detect(t, netns); d.Backend != NFT || !strings.Contains(d.Reason, "only nft has a nat table in use") {
+			t.Errorf("Detect = %+v", d)
+		}
 	})
 	t.Run("empty namespace follows the binary", func(t *testing.T) {
 		netns := newNetns(t)
+		if d := detect(t, netns); d.Backend != NFT || !strings.Contains(d.Reason, "defaulting to nft") || d.BothInUse() {
+			t.Errorf("Detect = %+v", d)
+		}
 		inNetns(t, netns, func() {
-			d, err := (&Inspector{binaryPaths: noBinary}).Detect(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d.Backend != NFT || !strings.Contains(d.Reason, "defaulting to nft") || d.BothInUse() {
-				t.Errorf("Detect = %+v", d)
-			}
-			d, err = New().Detect(context.Background()) // this machine's real /usr/sbin/iptables
+			d, err := New().Detect(context.Background()) // this machine's real /usr/sbin/iptables
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -357,6 +367,104 @@ func TestKernelDetect(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestKernelCountChainsGeneration: a prefix count on nft dumps the chains again only after the
+// ruleset changed, in this namespace; a change in another namespace does not count.
+func TestKernelCountChainsGeneration(t *testing.T) {
+	requireKernel(t, "iptables-nft-restore")
+	netns, other := newNetns(t), newNetns(t)
+	nsRun(t, netns, kubeProxyRuleset(100, IPv4), "iptables-nft-restore")
+	k := &countingKernel{kernel: realKernel{}}
+	i := &Inspector{kernel: k}
+	count := func(want int) {
+		t.Helper()
+		inNetns(t, netns, func() {
+			n, err := i.CountChains(context.Background(), NFT, IPv4, "nat", "KUBE-SVC-")
+			if err != nil || n != want {
+				t.Fatalf("CountChains = %d, %v; want %d", n, err, want)
+			}
+		})
+	}
+	count(13)
+	count(13)
+	if k.dumps.Load() != 1 {
+		t.Fatalf("%d dumps for two counts of a steady ruleset", k.dumps.Load())
+	}
+	nsRun(t, other, "", "iptables-nft", "-t", "nat", "-N", "KUBE-SVC-OTHER-NS")
+	count(13)
+	if k.dumps.Load() != 1 {
+		t.Fatalf("a change in another namespace caused a dump (%d)", k.dumps.Load())
+	}
+	nsRun(t, netns, "", "iptables-nft", "-t", "nat", "-N", "KUBE-SVC-NEW")
+	count(14)
+	nsRun(t, netns, "", "iptables-nft", "-t", "filter", "-N", "SG-ELSEWHERE") // any table's change is a new generation
+	count(14)
+	if k.dumps.Load() != 3 {
+		t.Fatalf("%d dumps, want 3 (one per generation)", k.dumps.Load())
+	}
+	var gens [2]uint32
+	inNetns(t, netns, func() {
+		for j := range gens {
+			g, err := nftGeneration(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			gens[j] = g
+		}
+	})
+	if gens[0] != gens[1] {
+		t.Errorf("generation moved without a change: %d, %d", gens[0], gens[1])
+	}
+}
+
+// countingKernel counts the nft chain dumps of a kernel.
+type countingKernel struct {
+	kernel
+	dumps atomic.Int64
+}
+
+func (c *countingKernel) nftChains(ctx context.Context, f Family, table string) ([]string, error) {
+	c.dumps.Add(1)
+	return c.kernel.nftChains(ctx, f, table)
+}
+
+// TestKernelLegacyInUse: the entry count tells an empty table from one with rules or user
+// chains, and asking does not create the table.
+func TestKernelLegacyInUse(t *testing.T) {
+	requireKernel(t)
+	netns := newNetns(t)
+	inUse := func(table string) bool {
+		t.Helper()
+		var ok bool
+		inNetns(t, netns, func() {
+			var err error
+			if ok, err = legacyTableInUse(IPv4, table); err != nil {
+				t.Fatal(err)
+			}
+		})
+		return ok
+	}
+	if inUse("nat") {
+		t.Error("absent nat in use")
+	}
+	inNetns(t, netns, func() {
+		if names, _ := os.ReadFile("/proc/thread-self/net/ip_tables_names"); len(names) > 0 {
+			t.Errorf("asking instantiated %q", names)
+		}
+	})
+	nsRun(t, netns, "", "iptables-legacy", "-t", "nat", "-L", "-n")
+	if inUse("nat") {
+		t.Error("empty nat in use")
+	}
+	nsRun(t, netns, "", "iptables-legacy", "-t", "nat", "-N", "KUBE-X")
+	if !inUse("nat") {
+		t.Error("nat with a user chain not in use")
+	}
+	nsRun(t, netns, "", "iptables-legacy", "-t", "filter", "-A", "INPUT", "-j", "ACCEPT")
+	if !inUse("filter") {
+		t.Error("filter with a rule not in use")
+	}
 }
 
 func TestKernelContext(t *testing.T) {

@@ -18,8 +18,14 @@ import (
 // structs for every table of the family. One request type is all we need; mdlayher/netlink
 // encodes the request attributes.
 
-const nftGetChain uint16 = unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETCHAIN
-const nftNewChain uint16 = unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWCHAIN
+const (
+	nftGetChain uint16 = unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETCHAIN
+	nftNewChain uint16 = unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWCHAIN
+	nftGetGen   uint16 = unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN
+	nftNewGen   uint16 = unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWGEN
+	nftGetTable uint16 = unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETTABLE
+	nftNewTable uint16 = unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWTABLE
+)
 
 // nftMaxNameLen is NFT_NAME_MAXLEN (NUL included), the limit for table and chain names.
 const nftMaxNameLen = 256
@@ -53,7 +59,7 @@ func nftChainExists(ctx context.Context, f Family, table, chain string) (bool, e
 		return false, err
 	}
 	found := false
-	err = nftExecute(ctx, unix.NLM_F_REQUEST, append(nfgenmsg(f), attrs...), func(data []byte) error {
+	err = nftExecute(ctx, nftGetChain, unix.NLM_F_REQUEST, append(nfgenmsg(f), attrs...), func(data []byte) error {
 		t, n, err := nftChainNames(data)
 		found = found || (err == nil && string(t) == table && string(n) == chain)
 		return err
@@ -75,7 +81,7 @@ func nftChainExists(ctx context.Context, f Family, table, chain string) (bool, e
 func nftChains(ctx context.Context, f Family, table string) ([]string, error) {
 	for attempt := 1; ; attempt++ {
 		var names []string
-		err := nftExecute(ctx, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, nfgenmsg(f), func(data []byte) error {
+		err := nftExecute(ctx, nftGetChain, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, nfgenmsg(f), func(data []byte) error {
 			t, n, err := nftChainNames(data)
 			if err == nil && string(t) == table {
 				names = append(names, string(n))
@@ -92,6 +98,54 @@ func nftChains(ctx context.Context, f Family, table string) ([]string, error) {
 	}
 }
 
+// nftTableExists sends one non-dump NFT_MSG_GETTABLE naming table: the kernel replies with
+// the table or ENOENT, whatever the table holds.
+func nftTableExists(ctx context.Context, f Family, table string) (bool, error) {
+	if len(table) >= nftMaxNameLen {
+		return false, nil
+	}
+	ae := netlink.NewAttributeEncoder()
+	ae.String(unix.NFTA_TABLE_NAME, table)
+	attrs, err := ae.Encode()
+	if err != nil {
+		return false, err
+	}
+	replied := false
+	err = nftExecute(ctx, nftGetTable, unix.NLM_F_REQUEST, append(nfgenmsg(f), attrs...), func([]byte) error {
+		replied = true
+		return nil
+	})
+	if errors.Is(err, unix.ENOENT) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("asking nft %s for table %s: %w", f, table, err)
+	}
+	return replied, nil
+}
+
+// nftGeneration asks for the ruleset generation of the calling thread's network namespace
+// (NFT_MSG_GETGEN): a counter the kernel bumps with every committed change to any nf_tables
+// table of any family. Its cost does not depend on the ruleset.
+func nftGeneration(ctx context.Context) (uint32, error) {
+	var gen uint32
+	found := false
+	err := nftExecute(ctx, nftGetGen, unix.NLM_F_REQUEST, []byte{unix.NFPROTO_UNSPEC, unix.NFNETLINK_V0, 0, 0}, func(data []byte) error {
+		g, ok, err := nftGenID(data)
+		if ok {
+			gen, found = g, true
+		}
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, errors.New("kernel replied without a generation id")
+	}
+	return gen, nil
+}
+
 // nftDefaultTimeout bounds one exchange when ctx has no deadline. The kernel answers while we
 // send (and fills further dump parts while we receive), so a wait this long means a broken
 // kernel rather than a slow one.
@@ -105,8 +159,9 @@ const (
 )
 
 // nftExecute opens a NETLINK_NETFILTER socket on the calling thread (so it lands in that
-// thread's network namespace), sends one NFT_MSG_GETCHAIN with flags and payload, and hands
-// each reply message's payload (valid only during the call) to each, up to the last part. A
+// thread's network namespace), sends one request of type typ (NFT_MSG_GETCHAIN or
+// NFT_MSG_GETGEN, NFT_MSG_GETTABLE) with flags and payload, and hands each reply message's payload (valid only
+// during the call) to each, up to the last part. A
 // kernel error comes back as a unix.Errno; a dump that saw the ruleset change as
 // errDumpInterrupted.
 //
@@ -114,7 +169,7 @@ const (
 // the Go netpoller, and on a thread locked into another namespace (ns.WithNetNSPath) every
 // wake-up is a hand-off between OS threads; a question cost ~150-190us that way against
 // ~20-30us here. Cancellation is checked before sending; a deadline becomes the receive timeout.
-func nftExecute(ctx context.Context, flags uint16, payload []byte, each func(data []byte) error) error {
+func nftExecute(ctx context.Context, typ, flags uint16, payload []byte, each func(data []byte) error) error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 	if err != nil {
 		return fmt.Errorf("opening netfilter netlink socket: %w", err)
@@ -133,7 +188,7 @@ func nftExecute(ctx context.Context, flags uint16, payload []byte, each func(dat
 		return fmt.Errorf("setting netlink receive timeout: %w", err)
 	}
 
-	req := nftRequest(flags, payload)
+	req := nftRequest(typ, flags, payload)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -178,12 +233,15 @@ func nftExecute(ctx context.Context, flags uint16, payload []byte, each func(dat
 					return errDumpInterrupted
 				}
 				return nil
-			case nftNewChain:
+			case nftNewChain, nftNewGen, nftNewTable:
+				if m.typ != nftReplyType(typ) {
+					return fmt.Errorf("unexpected netlink message type %#x in the reply to %#x", m.typ, typ)
+				}
 				if err := each(m.data); err != nil {
 					return err
 				}
 			default:
-				return fmt.Errorf("unexpected netlink message type %#x in chain reply", m.typ)
+				return fmt.Errorf("unexpected netlink message type %#x in the reply to %#x", m.typ, typ)
 			}
 			if !dump && m.flags&unix.NLM_F_MULTI == 0 {
 				return nil
@@ -218,15 +276,26 @@ func nftReceive(ctx context.Context, fd int, buf []byte, timeout time.Duration) 
 // can answer.
 const nftSeq = 1
 
-// nftRequest is the NFT_MSG_GETCHAIN netlink message carrying flags and payload.
-func nftRequest(flags uint16, payload []byte) []byte {
+// nftReplyType is the message type the kernel answers request type typ with.
+func nftReplyType(typ uint16) uint16 {
+	switch typ {
+	case nftGetGen:
+		return nftNewGen
+	case nftGetTable:
+		return nftNewTable
+	}
+	return nftNewChain
+}
+
+// nftRequest is the netlink message of type typ carrying flags and payload.
+func nftRequest(typ, flags uint16, payload []byte) []byte {
 	req := make([]byte, unix.NLMSG_HDRLEN, unix.NLMSG_HDRLEN+len(payload)+3)
 	req = append(req, payload...)
 	for len(req)%4 != 0 { // NLMSG_ALIGN; attributes are padded already
 		req = append(req, 0)
 	}
 	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
-	binary.NativeEndian.PutUint16(req[4:], nftGetChain)
+	binary.NativeEndian.PutUint16(req[4:], typ)
 	binary.NativeEndian.PutUint16(req[6:], flags)
 	binary.NativeEndian.PutUint32(req[8:], nftSeq)
 	return req
@@ -294,4 +363,30 @@ func nftChainNames(data []byte) (table, name []byte, err error) {
 		b = b[min((l+unix.NLA_ALIGNTO-1)&^(unix.NLA_ALIGNTO-1), len(b)):]
 	}
 	return table, name, nil
+}
+
+// nftGenID returns the NFTA_GEN_ID attribute (big endian, like every nf_tables integer) of an
+// NFT_MSG_NEWGEN payload (nfgenmsg first); ok is false when it has none.
+func nftGenID(data []byte) (gen uint32, ok bool, err error) {
+	if len(data) < 4 {
+		return 0, false, errors.New("short generation message")
+	}
+	for b := data[4:]; len(b) > 0; {
+		if len(b) < unix.NLA_HDRLEN {
+			return 0, false, fmt.Errorf("short netlink attribute (%d bytes)", len(b))
+		}
+		l := int(binary.NativeEndian.Uint16(b[0:]))
+		typ := binary.NativeEndian.Uint16(b[2:]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
+		if l < unix.NLA_HDRLEN || l > len(b) {
+			return 0, false, fmt.Errorf("bad netlink attribute length %d (%d bytes left)", l, len(b))
+		}
+		if typ == unix.NFTA_GEN_ID {
+			if l != unix.NLA_HDRLEN+4 {
+				return 0, false, fmt.Errorf("generation id of %d bytes", l-unix.NLA_HDRLEN)
+			}
+			return binary.BigEndian.Uint32(b[unix.NLA_HDRLEN:]), true, nil
+		}
+		b = b[min((l+unix.NLA_ALIGNTO-1)&^(unix.NLA_ALIGNTO-1), len(b)):]
+	}
+	return 0, false, nil
 }

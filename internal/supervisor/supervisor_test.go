@@ -11,7 +11,6 @@ import (
 
 	logtest "github.com/sirupsen/logrus/hooks/test"
 	"go.uber.org/goleak"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sandbox-guard/sandbox-guard/internal/config"
 	"github.com/sandbox-guard/sandbox-guard/internal/gate"
@@ -191,7 +190,7 @@ func TestApplyBadConfigTurnsGateOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := testConfig(t, marker, func(c *config.Config) {
-		c.Exempt.PodSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Like"}}}
+		c.Exempt.PodSelector = &config.LabelSelector{MatchExpressions: []config.LabelSelectorRequirement{{Key: "a", Operator: "Like"}}}
 	})
 	err := s.Apply(ctx, bad, Runtime{})
 	if !errors.Is(err, ErrConfig) {
@@ -235,7 +234,7 @@ func TestCheck(t *testing.T) {
 		t.Errorf("Check = %+v, rows %+v", st, rows)
 	}
 	if _, err := Check(ctx, testConfig(t, marker, func(c *config.Config) {
-		c.Exempt.PodSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Like"}}}
+		c.Exempt.PodSelector = &config.LabelSelector{MatchExpressions: []config.LabelSelectorRequirement{{Key: "a", Operator: "Like"}}}
 	})); !errors.Is(err, ErrConfig) {
 		t.Errorf("Check(invalid podSelector) = %v, want ErrConfig", err)
 	}

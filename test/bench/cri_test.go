@@ -144,8 +144,11 @@ func readMem(pid int) (procMem, error) {
 
 // pluginPID finds the pre-registered plugin of node n: the process running the binary in the
 // node's plugin_path, whose parent is containerd.
-func pluginPID(n *harness.Node) (int, error) {
-	want := filepath.Join(n.PluginDir, "10-sandbox-guard")
+func pluginPID(n *harness.Node) (int, error) { return pluginPIDOf(n, "10-sandbox-guard") }
+
+// pluginPIDOf finds the pre-registered plugin called name (index-name) of node n.
+func pluginPIDOf(n *harness.Node, name string) (int, error) {
+	want := filepath.Join(n.PluginDir, name)
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0, err
