@@ -18,7 +18,7 @@ func TestMergeReports(t *testing.T) {
 		b.WriteString("\n")
 		for _, n := range []int{1, 2, 3} {
 			if v, ok := nums[n]; ok {
-				b.WriteString("## " + string(rune('0'+n)) + ". Title\n\nbody " + v + "\n\n")
+				b.WriteString("## " + string(rune('0'+n)) + ". Title\n\nbody " + v + "\n\n_Took 1s; 1-minute load average 1 at the start, 1 at the end._\n\n")
 			}
 		}
 		return b.String() + "## How to rerun\n\nmake bench\n"
@@ -26,7 +26,8 @@ func TestMergeReports(t *testing.T) {
 	old := doc("2026-11-22 08:33 UTC", map[int]string{1: "old1", 2: "old2", 3: "old3"})
 	fresh := doc("2026-12-06 10:00 UTC", map[int]string{2: "new2"})
 	got := mergeReports(old, fresh, []int{2})
-	for _, want := range []string{"on 2026-12-06 10:00 UTC", "measurements 2 come from this run", "measurements 1, 3 from the earlier run (2026-11-22 08:33 UTC, which took 3m)",
+	for _, want := range []string{"on 2026-12-06 10:00 UTC", "measurements 2 come from this run", "measurements 1, 3 from earlier runs",
+		"body old1\n\n_Measured 2026-11-22 08:33 UTC; took 1s", "body new2\n\n_Took 1s", "body old3\n\n_Measured 2026-11-22 08:33 UTC; took 1s",
 		"| 1 | row | old1 |", "| 2 | row | new2 |", "| 3 | row | old3 |", "body old1", "body new2", "body old3", "## How to rerun"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("merged report lacks %q:\n%s", want, got)
