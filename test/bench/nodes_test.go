@@ -596,12 +596,16 @@ func measureMemory(ns *nodes, s *section) error {
 		"of a binary ends up mapped (a page fault maps more than the page it touches: fault-around over large page-cache folios), "+
 		"so RssFile follows the binary's size more than the code paths taken: the no-op plugin's RssFile is %s of its %s binary, "+
 		"sandbox-guard's %s of %s. Binary size is therefore what VmRSS follows; "+
-		"the table by dependency below is where it comes from.", kernelRelease(), mib(ns.noopIdle.file), mibOf(noopBin), mib(ns.idle.file), mibOf(pluginBin))
+		"the tables above show where it comes from.", kernelRelease(), mib(ns.noopIdle.file), mibOf(noopBin), mib(ns.idle.file), mibOf(pluginBin))
 	if peak.anon > 0 {
 		s.notef("Under pod churn (%d in flight, %.1f per second) sandbox-guard's anonymous memory peaked at %s in the samples (idle %s), "+
 			"the no-op plugin's at %s; with GOGC=50 and the soft limit the runtime collects at one and a half times the live heap "+
 			"instead of twice, and returns freed pages to the kernel soon after.", workers, float64(n)/took.Seconds(), mib(peak.anon),
 			mib(ns.idle.anon), mib(noopPeak.anon))
+	}
+	if ns.idleEarly.hwm >= after.hwm {
+		s.notef("sandbox-guard's peak VmHWM (%s) was reached in its first 10 s (the sandbox image's pull, pinning and the export of "+
+			"its local copy), not under churn: it did not move during the loop.", mib(after.hwm))
 	}
 	if after.anon > ns.idle.anon+2*1024 {
 		s.notef("Anonymous memory after the loop is %s above idle: worth a heap profile.", mib(after.anon-ns.idle.anon))
