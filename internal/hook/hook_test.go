@@ -80,7 +80,7 @@ func newHook(t *testing.T, s *snapshot.Snapshot, mutate func(*config.Config)) (*
 }
 
 func TestAdmit(t *testing.T) {
-	failingText := "sandbox-guard: pod default/web not started: node network not ready: marker: " + detail +
+	failingText := "sandbox-guard: pod default/web not started: node network is not ready: marker: " + detail +
 		" (" + hint + "); kubelet will retry"
 	tests := []struct {
 		name    string
@@ -103,8 +103,8 @@ func TestAdmit(t *testing.T) {
 			c.Exempt.PodSelector = &config.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
 		}, pod: podNet(), verdict: "admit"},
 		{name: "before the first check", pod: podNet(), kicked: true, verdict: "reject",
-			wantErr: "sandbox-guard: pod default/web not started: node readiness not checked yet (sandbox-guard is starting); kubelet will retry",
-			logged:  "node readiness not checked yet"},
+			wantErr: "sandbox-guard: pod default/web not started: node network is not ready: not checked yet (sandbox-guard is starting); kubelet will retry",
+			logged:  "not checked yet (sandbox-guard is starting)"},
 		{name: "host network before the first check", pod: gate.Pod{Namespace: "a", Name: "b", HostNetwork: true}, verdict: "admit"},
 	}
 	for _, tt := range tests {

@@ -116,8 +116,7 @@ func measureReboot(t testing.TB, s *section) error {
 	}
 	s.notef("kubelet retries a failed sandbox from its pod worker's back-off: 10 s with up to 50%% jitter (10-15 s; `backOffPeriod` and " +
 		"`workerBackOffPeriodJitterFactor` in kubelet's pod_workers.go v1.37.2), or about 1 s when the error text contains " +
-		"`network is not ready` (`NetworkNotReadyErrorMsg`; sandbox-guard's text says `node network not ready`, so the 10 s " +
-		"back-off applies). After the rules return, a refused pod starts with its next attempt: kubelet's wait plus one " +
+		"`network is not ready` (`NetworkNotReadyErrorMsg`), which every sandbox-guard rejection contains, so the 1 s retry applies). After the rules return, a refused pod starts with its next attempt: kubelet's wait plus one " +
 		"`RunPodSandbox`, not sandbox-guard's check refresh (1 s), bound the recovery time. Both grow with the machine's load " +
 		"(see the load average below).")
 	s.notef("Without sandbox-guard the pods start at once and crash; kubelet's crash-loop back-off (10 s, doubling up to 5 minutes) " +

@@ -44,7 +44,7 @@ func TestKubeletRebootRecovery(t *testing.T) {
 			t.Errorf("with sandbox-guard, %d FailedCreatePodSandBox events, want at least one per pod (%d)", guarded.FailedSandbox, app.Replicas)
 		}
 		msg := guarded.SandboxMessage
-		for _, want := range []string{"sandbox-guard: pod default/" + app.Name + "-", "not started: node network not ready: kube-proxy-rules: iptables nat/KUBE-SERVICES missing",
+		for _, want := range []string{"sandbox-guard: pod default/" + app.Name + "-", "not started: node network is not ready: kube-proxy-rules: iptables nat/KUBE-SERVICES missing",
 			"(kube-proxy has not synced its rules yet); kubelet will retry"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("FailedCreatePodSandBox event %q does not contain %q", msg, want)
