@@ -23,7 +23,10 @@ func TestKubeletRebootRecovery(t *testing.T) {
 		bare := app.Reboot(harness.RebootOptions{})
 		t.Logf("%s without sandbox-guard: %d crash restarts, %d pods in CrashLoopBackOff, %d failed sandboxes, all Ready %.1fs after the rules\n%s\n%s",
 			c.Name, bare.CrashRestarts, bare.CrashLoopBackOff, bare.FailedSandbox, bare.ReadyAfter.Seconds(), bare.Pods0, bare.Events)
-		if bare.CrashLoopBackOff != app.Replicas || bare.CrashRestarts < app.Replicas {
+		// Every pod in CrashLoopBackOff is the failure; how many crashes the restart counts show
+		// depends on when each pod's back-off ended (12-22 across lines in one run), so only
+		// "some" is asserted there.
+		if bare.CrashLoopBackOff != app.Replicas || bare.CrashRestarts == 0 {
 			t.Errorf("control: %d of %d pods in CrashLoopBackOff, %d crash restarts; the scenario does not reproduce the failure", bare.CrashLoopBackOff, app.Replicas, bare.CrashRestarts)
 		}
 
