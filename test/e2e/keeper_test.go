@@ -80,13 +80,26 @@ func TestKeeperRestoresLostPin(t *testing.T) {
 		}})
 		t.Cleanup(func() { assertNoSecrets(t, n) })
 		n.WaitPinned(extra, 20*time.Second, "pinned image pulled by the plugin")
+		// The pull writes the labels before it ends (unpack, local copy): a label taken away
+		// before then would be put back by the pull itself, not by the repair under test.
+		pulled := fmt.Sprintf("msg=\"image pulled, present and pinned\" image=\"%s\"", extra)
+		harness.Eventually(t, 20*time.Second, "the keeper's pull of "+extra+" done", func() error {
+			if !strings.Contains(readFile(t, n.PluginLog), pulled) {
+				return fmt.Errorf("no %s in the plugin log", pulled)
+			}
+			return nil
+		})
 		if out, err := n.Ctr("images", "label", extra, "io.cri-containerd.pinned="); err != nil {
 			t.Fatalf("ctr images label: %v: %s", err, out)
 		}
 		n.WaitPinned(extra, 2*time.Second, "pinned label back")
-		if !strings.Contains(readFile(t, n.PluginLog), "pinned the image") {
-			t.Errorf("the plugin log does not show the keeper re-pinning %s", extra)
-		}
+		// The label is set just before the line is logged.
+		harness.Eventually(t, 2*time.Second, "the keeper logs re-pinning "+extra, func() error {
+			if !strings.Contains(readFile(t, n.PluginLog), "pinned the image") {
+				return fmt.Errorf("the plugin log does not show the keeper re-pinning %s", extra)
+			}
+			return nil
+		})
 	})
 }
 
