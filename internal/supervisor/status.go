@@ -167,6 +167,11 @@ func (s Status) bridgeRow() Row {
 				row.OK = false
 				d = fmt.Sprintf("%s: %s not written yet", st.Host, st.File)
 			}
+		case !s.now().Before(st.ExpiresAt):
+			// Refreshed at half its lifetime, a token expires only when refreshing stalled; the
+			// gauge is 0 then, and this row says why.
+			row.OK = false
+			d = fmt.Sprintf("%s: %s, token expired %d min ago", st.Host, st.File, int(s.now().Sub(st.ExpiresAt).Minutes()))
 		default:
 			d = fmt.Sprintf("%s: %s, token expires in %d min", st.Host, st.File, int(st.ExpiresAt.Sub(s.now()).Minutes()))
 		}
