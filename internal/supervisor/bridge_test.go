@@ -154,10 +154,10 @@ ecr: {registries: {%s: us-west-2}, endpoint: %s, sharedCredentialsFiles: [%q], c
 				return strings.Contains(string(b), "Authorization")
 			}
 			planned := func() bool { st := s.gen.Load().images.Load(); return st != nil && st.plan != nil }
-			switch {
-			case tt.want == "1":
+			switch tt.want {
+			case "1":
 				waitFor(t, "the gauge at 1", func() bool { v, _ := gauge(); return v == "1" })
-			case tt.want == "0":
+			case "0":
 				waitFor(t, "the entry written", written)
 				if v, ok := gauge(); v != "0" {
 					t.Errorf("gauge %q (present %v), want 0: containerd does not read the entry", v, ok)
