@@ -232,6 +232,9 @@ func scrape(t *testing.T) map[string]family {
 	m.SetStandingBy(false)
 	m.WatchNRIConnects(func() int64 { return 1 })
 	m.ObserveBridgeWrite("602401143452.dkr.ecr.eu-west-2.amazonaws.com", "written")
+	m.WatchBridge(func() []metrics.BridgeHost {
+		return []metrics.BridgeHost{{Host: "602401143452.dkr.ecr.eu-west-2.amazonaws.com", Effective: true}}
+	})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := metrics.NewServer("127.0.0.1:0", m, nil)
@@ -271,7 +274,7 @@ func scrape(t *testing.T) map[string]family {
 			out[name] = family{labels: ls}
 		}
 	}
-	for _, want := range []string{"sandbox_guard_pods_total", "sandbox_guard_hook_duration_seconds_bucket", "process_start_time_seconds", "sandbox_guard_bridge_writes_total"} {
+	for _, want := range []string{"sandbox_guard_pods_total", "sandbox_guard_hook_duration_seconds_bucket", "process_start_time_seconds", "sandbox_guard_bridge_writes_total", "sandbox_guard_credential_bridge_effective"} {
 		if _, ok := out[want]; !ok {
 			t.Fatalf("the scrape lacks %s: %v", want, slices.Sorted(maps.Keys(out)))
 		}
@@ -287,7 +290,7 @@ func TestAlertsCoverWhatTheReadmeLists(t *testing.T) {
 	want := []string{
 		"SandboxGuardRefusingPods", "SandboxGuardWouldRefusePods", "SandboxGuardCheckFailing",
 		"SandboxGuardImageMissing", "SandboxGuardImageUnpinned", "SandboxGuardLocalCopyFailing", "SandboxGuardCredentialBridgeFailing",
-		"SandboxGuardNotConnected", "SandboxGuardMetricsDown", "SandboxGuardPanics", "SandboxGuardRestarting",
+		"SandboxGuardCredentialBridgeNotEffective", "SandboxGuardNotConnected", "SandboxGuardMetricsDown", "SandboxGuardPanics", "SandboxGuardRestarting",
 	}
 	var got []string
 	for _, g := range readRule(t).Spec.Groups {

@@ -104,6 +104,48 @@ func (c *imagesCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// bridgeCollector turns the credential bridge's hosts into metrics at scrape time.
+type bridgeCollector struct {
+	m         *Metrics
+	effective *prometheus.Desc
+}
+
+func newBridgeCollector(m *Metrics) *bridgeCollector {
+	return &bridgeCollector{
+		m:         m,
+		effective: prometheus.NewDesc(name("credential_bridge_effective"), helpBridgeEffective, []string{"host"}, nil),
+	}
+}
+
+func (c *bridgeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.effective }
+
+// Collect emits one series per host, at most maxSeries; the hosts beyond share the overflow
+// series, which is 1 only if all of them are effective (an alert on 0 still fires).
+func (c *bridgeCollector) Collect(ch chan<- prometheus.Metric) {
+	f := c.m.bridgeHosts.Load()
+	if f == nil {
+		return
+	}
+	hosts := (*f)()
+	var order []string
+	effective := make(map[string]bool, len(hosts))
+	for _, h := range hosts {
+		host := hostLabel(h.Host)
+		if _, seen := effective[host]; !seen && len(order) >= maxSeries {
+			host = overflow
+		}
+		was, seen := effective[host]
+		if !seen {
+			order = append(order, host)
+			was = true
+		}
+		effective[host] = was && h.Effective
+	}
+	for _, host := range order {
+		send(ch, c.effective, prometheus.GaugeValue, b2f(effective[host]), host)
+	}
+}
+
 // scrapeCollector reads counters owned by other packages, and the build information, at
 // scrape time.
 type scrapeCollector struct {

@@ -98,6 +98,8 @@ type Metrics struct {
 	// checks and images: read from their owners at scrape time
 	checks atomic.Pointer[func() ([]Check, bool)]
 	images atomic.Pointer[func() []Image]
+	// bridgeHosts: the credential bridge's hosts, read at scrape time
+	bridgeHosts atomic.Pointer[func() []BridgeHost]
 
 	ensures      *prometheus.CounterVec
 	ensureLimit  labelLimit
@@ -137,6 +139,7 @@ const (
 	helpStandingBy       = "1 while this external plugin stands by because a pre-registered sandbox-guard holds its stand-by lock (containerd runs that one and it gates), else 0."
 	helpNRIConnects      = "Successful NRI registrations with containerd (reconnects are this minus 1)."
 	helpBridge           = "Registry credentials written for containerd by the credential bridge, by host and outcome."
+	helpBridgeEffective  = "1 when containerd's own pulls from the host get the ECR token through the credential bridge: containerd reads the hosts directory, and the host's entry is written, without error, with a token that has not expired. 0 means they do not (private ECR answers 401): run `sandbox-guard check` on the node and read its credential-bridge row. Absent while ecr.credentialBridge is off."
 	helpBuildInfo        = "Always 1; the version label names the running build."
 	helpPanics           = "Panics recovered, by where (hook, or the worker that was restarted)."
 	helpLogDrops         = "Log lines lost: dropped because the log output did not keep up (a stalled stderr pipe or log file; the hook never waits for it), or refused by it (a full disk)."
@@ -169,7 +172,7 @@ func New() *Metrics {
 
 	m.reg.MustRegister(
 		pods, rejections, m.hook, m.ensures, m.pulls, m.bridge, m.nriConnected, m.standingBy, m.panics,
-		newSnapshotCollector(m), newImagesCollector(m), newScrapeCollector(m),
+		newSnapshotCollector(m), newImagesCollector(m), newBridgeCollector(m), newScrapeCollector(m),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -276,6 +279,28 @@ func (m *Metrics) WatchImages(f func() []Image) {
 	m.images.Store(&f)
 }
 
+// BridgeHost is whether the credential bridge works for one registry host: containerd's own
+// pulls from it get the ECR token.
+type BridgeHost struct {
+	Host      string
+	Effective bool
+}
+
+// WatchBridge makes every scrape read sandbox_guard_credential_bridge_effective{host} from f.
+// f returns no host while the bridge is off, so there is no series then. As in
+// ObserveBridgeWrite, anything before an '@' in a host is dropped; a host listed twice is
+// effective only if both say so. f must be cheap and safe for concurrent use.
+func (m *Metrics) WatchBridge(f func() []BridgeHost) {
+	if m == nil {
+		return
+	}
+	if f == nil {
+		m.bridgeHosts.Store(nil)
+		return
+	}
+	m.bridgeHosts.Store(&f)
+}
+
 // ObserveEnsure counts one attempt to make an image present
 // (sandbox_guard_image_ensures_total{image,outcome,source}) and, when a pull happened
 // (pullTook > 0), records its duration in sandbox_guard_image_pull_duration_seconds{image}.
@@ -363,10 +388,16 @@ func (m *Metrics) ObserveBridgeWrite(host, outcome string) {
 	if m == nil {
 		return
 	}
+	m.bridge.WithLabelValues(m.bridgeLimit.admit(hostLabel(host), cleanLabel(outcome))...).Inc()
+}
+
+// hostLabel is a registry host as a label value: anything before an '@' (user information) is
+// dropped, so credentials never become a label.
+func hostLabel(host string) string {
 	if i := strings.LastIndexByte(host, '@'); i >= 0 {
 		host = host[i+1:]
 	}
-	m.bridge.WithLabelValues(m.bridgeLimit.admit(cleanLabel(host), cleanLabel(outcome))...).Inc()
+	return cleanLabel(host)
 }
 
 // counterCache maps a check name to its rejection counter for one verdict. Reads are one atomic

@@ -448,6 +448,84 @@ sandbox_guard_bridge_writes_total{host="123.dkr.ecr.us-east-1.amazonaws.com",out
 	}
 }
 
+func TestWatchBridge(t *testing.T) {
+	const ecrHost = "123.dkr.ecr.us-east-1.amazonaws.com"
+	hdr := header("sandbox_guard_credential_bridge_effective", helpBridgeEffective, "gauge")
+	tests := []struct {
+		name  string
+		hosts func() []BridgeHost // nil: never watched
+		want  string
+	}{
+		{"not watched", nil, ""},
+		{"bridge off: no host", func() []BridgeHost { return nil }, ""},
+		{"effective", func() []BridgeHost { return []BridgeHost{{Host: ecrHost, Effective: true}} },
+			hdr + `sandbox_guard_credential_bridge_effective{host="` + ecrHost + `"} 1
+`},
+		{"one effective, one not", func() []BridgeHost {
+			return []BridgeHost{{Host: ecrHost, Effective: true}, {Host: "456.dkr.ecr.eu-west-1.amazonaws.com"}}
+		}, hdr + `sandbox_guard_credential_bridge_effective{host="123.dkr.ecr.us-east-1.amazonaws.com"} 1
+sandbox_guard_credential_bridge_effective{host="456.dkr.ecr.eu-west-1.amazonaws.com"} 0
+`},
+		{"user information dropped; the same host twice is effective only if both are", func() []BridgeHost {
+			return []BridgeHost{{Host: ecrHost, Effective: true}, {Host: "AWS:s3cr3t@" + ecrHost}}
+		}, hdr + `sandbox_guard_credential_bridge_effective{host="` + ecrHost + `"} 0
+`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := New()
+			if tt.hosts != nil {
+				m.WatchBridge(tt.hosts)
+			}
+			compare(t, m, tt.want, "sandbox_guard_credential_bridge_effective")
+			if strings.Contains(scrape(t, m), "s3cr3t") {
+				t.Error("credentials in a host leaked into the metrics")
+			}
+		})
+	}
+
+	// Read at every scrape; nil stops it.
+	m := New()
+	effective := true
+	m.WatchBridge(func() []BridgeHost { return []BridgeHost{{Host: "h", Effective: effective}} })
+	compare(t, m, hdr+"sandbox_guard_credential_bridge_effective{host=\"h\"} 1\n", "sandbox_guard_credential_bridge_effective")
+	effective = false
+	compare(t, m, hdr+"sandbox_guard_credential_bridge_effective{host=\"h\"} 0\n", "sandbox_guard_credential_bridge_effective")
+	m.WatchBridge(nil)
+	compare(t, m, "", "sandbox_guard_credential_bridge_effective")
+}
+
+// Beyond maxSeries hosts, the rest share the overflow series, which is 0 when any of them is.
+func TestWatchBridgeBounded(t *testing.T) {
+	hosts := func(brokenFrom int) []BridgeHost {
+		var out []BridgeHost
+		for i := range maxSeries + 10 {
+			out = append(out, BridgeHost{Host: fmt.Sprintf("host-%d.example.com", i), Effective: i < brokenFrom})
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		name       string
+		brokenFrom int
+		want       float64
+	}{
+		{"all effective", maxSeries + 10, 1},
+		{"the last not effective", maxSeries + 9, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m := New()
+			m.WatchBridge(func() []BridgeHost { return hosts(tt.brokenFrom) })
+			if got, err := testutil.GatherAndCount(m.Registry(), "sandbox_guard_credential_bridge_effective"); err != nil || got != maxSeries+1 {
+				t.Errorf("%d series (%v), want %d", got, err, maxSeries+1)
+			}
+			want := fmt.Sprintf("sandbox_guard_credential_bridge_effective{host=%q} %v", overflow, tt.want)
+			if out := scrape(t, m); !strings.Contains(out, want+"\n") {
+				t.Errorf("/metrics lacks %q", want)
+			}
+		})
+	}
+}
+
 func TestBuildInfo(t *testing.T) {
 	m := New()
 	compare(t, m, "", "sandbox_guard_build_info")
@@ -511,6 +589,7 @@ func TestOddLabelValuesDoNotPanic(t *testing.T) {
 	m.SetBuildInfo(bad)
 	m.WatchChecks(func() ([]Check, bool) { return []Check{{Name: bad, Kind: bad}}, false })
 	m.WatchImages(func() []Image { return []Image{{Name: bad, Role: bad}} })
+	m.WatchBridge(func() []BridgeHost { return []BridgeHost{{Host: bad}} })
 	if _, err := m.Registry().Gather(); err != nil {
 		t.Fatal(err)
 	}
@@ -535,6 +614,8 @@ func TestNilMetrics(t *testing.T) {
 	m.WatchNRIConnects(func() int64 { return 1 })
 	m.WatchNRIConnects(nil)
 	m.ObserveBridgeWrite("h", "written")
+	m.WatchBridge(func() []BridgeHost { return nil })
+	m.WatchBridge(nil)
 	m.SetBuildInfo("v1")
 	if m.Registry() != nil {
 		t.Error("Registry() on nil is not nil")
@@ -586,6 +667,7 @@ func TestConcurrent(t *testing.T) {
 					m.ObserveEnsure("img", "present", "img", time.Duration(g)*time.Second)
 					m.SetNRIConnected(i%40 == 0)
 					m.ObserveBridgeWrite("h", "written")
+					m.WatchBridge(func() []BridgeHost { return []BridgeHost{{Host: "h", Effective: ok}} })
 					m.SetBuildInfo("v" + strconv.Itoa(g))
 				}
 			}

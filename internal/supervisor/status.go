@@ -167,6 +167,11 @@ func (s Status) bridgeRow() Row {
 				row.OK = false
 				d = fmt.Sprintf("%s: %s not written yet", st.Host, st.File)
 			}
+		case !s.now().Before(st.ExpiresAt):
+			// Refreshed at half its lifetime, a token expires only when refreshing stalled; the
+			// gauge is 0 then, and this row says why.
+			row.OK = false
+			d = fmt.Sprintf("%s: %s, token expired %d min ago", st.Host, st.File, int(s.now().Sub(st.ExpiresAt).Minutes()))
 		default:
 			d = fmt.Sprintf("%s: %s, token expires in %d min", st.Host, st.File, int(st.ExpiresAt.Sub(s.now()).Minutes()))
 		}
@@ -186,11 +191,8 @@ func (s Status) bridgeRow() Row {
 
 // status assembles the generation's Status from what its workers published.
 func (g *generation) status() Status {
-	s := Status{Checks: g.store.Load(), ImagesConfigured: g.imagesConfigured(), Runtime: g.runtime}
-	if g.cfg.ECR.CredentialBridge {
-		s.Bridge = &BridgeStatus{}
-	}
 	st := g.images.Load()
+	s := Status{Checks: g.store.Load(), ImagesConfigured: g.imagesConfigured(), Runtime: g.runtime, Bridge: g.bridgeStatus(st)}
 	if st == nil {
 		return s
 	}
@@ -198,13 +200,23 @@ func (g *generation) status() Status {
 	if st.keeper != nil {
 		s.Images = st.keeper.Status()
 	}
-	if st.plan != nil && s.Bridge != nil {
-		s.Bridge.Planned, s.Bridge.Plan, s.Bridge.Running = true, st.plan.Bridge, st.running
+	return s
+}
+
+// bridgeStatus is the bridge's part of the status, from what the images worker published
+// (st, nil before it published anything); nil while the bridge is off.
+func (g *generation) bridgeStatus(st *imagesState) *BridgeStatus {
+	if !g.cfg.ECR.CredentialBridge {
+		return nil
+	}
+	b := &BridgeStatus{}
+	if st != nil && st.plan != nil {
+		b.Planned, b.Plan, b.Running = true, st.plan.Bridge, st.running
 		if st.bridge != nil {
-			s.Bridge.Hosts = st.bridge.State()
+			b.Hosts = st.bridge.State()
 		}
 	}
-	return s
+	return b
 }
 
 // errKeeperNotStarted answers /readyz before the keeper has a containerd client.
@@ -228,6 +240,31 @@ func metricImages(sts []keeper.Status) []metrics.Image {
 	for _, st := range sts {
 		out = append(out, metrics.Image{Name: st.Name, Role: st.Role, Present: st.Present, Pinned: st.Pinned,
 			LastRepair: st.LastRepair, Repairs: st.Repairs, CopyFailing: st.CopyError != ""})
+	}
+	return out
+}
+
+// metricBridge says, per ECR host, whether the credential bridge works (read at scrape time):
+// containerd reads the hosts directory (the plan is effective) and the host's entry was written
+// at the last refresh, without error, with a token that has not expired at now. No host while
+// the bridge is off or its plan is not resolved yet, nor when no kept image is on an ECR host
+// (nothing to alert on; the log warns once and check says so). With no hosts directory every
+// host is 0: containerd reads no hosts.toml, so its pulls get no token.
+func metricBridge(b *BridgeStatus, now time.Time) []metrics.BridgeHost {
+	if b == nil || !b.Planned {
+		return nil
+	}
+	if b.Plan.Dir == "" {
+		out := make([]metrics.BridgeHost, 0, len(b.Plan.Hosts))
+		for _, h := range b.Plan.Hosts {
+			out = append(out, metrics.BridgeHost{Host: h})
+		}
+		return out
+	}
+	out := make([]metrics.BridgeHost, 0, len(b.Hosts))
+	for _, st := range b.Hosts {
+		ok := b.Plan.Effective && st.Err == "" && !st.Written.IsZero() && now.Before(st.ExpiresAt)
+		out = append(out, metrics.BridgeHost{Host: st.Host, Effective: ok})
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/sandbox-guard/sandbox-guard/internal/bridge"
 	"github.com/sandbox-guard/sandbox-guard/internal/containerdconfig"
 	"github.com/sandbox-guard/sandbox-guard/internal/keeper"
+	"github.com/sandbox-guard/sandbox-guard/internal/metrics"
 	"github.com/sandbox-guard/sandbox-guard/internal/snapshot"
 )
 
@@ -50,6 +52,9 @@ func TestStatusRows(t *testing.T) {
 		{"bridge written", Status{ImagesConfigured: true, Plan: plan, Bridge: &BridgeStatus{Planned: true, Plan: effective, Running: true,
 			Hosts: []bridge.HostState{{Host: "h", File: "/d/h/hosts.toml", Written: now, ExpiresAt: now.Add(6 * time.Hour)}}}},
 			[]string{"images", "credential-bridge"}, []bool{true, true}, "h: /d/h/hosts.toml, token expires in 360 min; effective"},
+		{"bridge token expired", Status{ImagesConfigured: true, Plan: plan, Bridge: &BridgeStatus{Planned: true, Plan: effective, Running: true,
+			Hosts: []bridge.HostState{{Host: "h", File: "/d/h/hosts.toml", Written: now.Add(-13 * time.Hour), ExpiresAt: now.Add(-time.Hour)}}}},
+			[]string{"images", "credential-bridge"}, []bool{true, false}, "h: /d/h/hosts.toml, token expired 60 min ago; effective"},
 		{"bridge not written yet", Status{ImagesConfigured: true, Plan: plan, Bridge: &BridgeStatus{Planned: true, Plan: effective, Running: true,
 			Hosts: []bridge.HostState{{Host: "h", File: present}}}},
 			[]string{"images", "credential-bridge"}, []bool{true, false}, "not written yet"},
@@ -95,6 +100,60 @@ func TestStatusRows(t *testing.T) {
 			}
 			if last := rows[len(rows)-1].Detail; !strings.Contains(last, tt.detail) {
 				t.Errorf("last row detail %q, want it to contain %q", last, tt.detail)
+			}
+		})
+	}
+}
+
+// The gauge is 1 only when containerd reads the hosts directory and the entry holds a token
+// that has not expired, written at the last refresh.
+func TestMetricBridge(t *testing.T) {
+	now := time.Date(2026, 12, 6, 6, 0, 0, 0, time.UTC)
+	const a, b = "1.dkr.ecr.us-west-2.amazonaws.com", "2.dkr.ecr.eu-west-1.amazonaws.com"
+	effective := BridgePlan{Dir: "/d", Hosts: []string{a}, Effective: true}
+	written := bridge.HostState{Host: a, File: "/d/" + a + "/hosts.toml", Written: now.Add(-time.Hour), ExpiresAt: now.Add(6 * time.Hour)}
+	with := func(f func(*bridge.HostState)) []bridge.HostState {
+		st := written
+		f(&st)
+		return []bridge.HostState{st}
+	}
+	tests := []struct {
+		name string
+		b    *BridgeStatus
+		want []metrics.BridgeHost
+	}{
+		{"bridge off", nil, nil},
+		{"plan not resolved yet", &BridgeStatus{}, nil},
+		{"no ECR host to write for", &BridgeStatus{Planned: true, Plan: BridgePlan{Dir: "/d", Effective: true}}, nil},
+		{"effective", &BridgeStatus{Planned: true, Running: true, Plan: effective, Hosts: []bridge.HostState{written}},
+			[]metrics.BridgeHost{{Host: a, Effective: true}}},
+		{"written but not read by containerd", &BridgeStatus{Planned: true, Running: true,
+			Plan:  BridgePlan{Dir: "/d", Hosts: []string{a}, Why: "transfer service", Fix: "use_local_image_pull"},
+			Hosts: []bridge.HostState{written}},
+			[]metrics.BridgeHost{{Host: a}}},
+		{"no hosts directory", &BridgeStatus{Planned: true, Plan: BridgePlan{Hosts: []string{a, b}, Why: "no registry config_path"}},
+			[]metrics.BridgeHost{{Host: a}, {Host: b}}},
+		{"not written yet", &BridgeStatus{Planned: true, Running: true, Plan: effective, Hosts: []bridge.HostState{{Host: a, File: written.File}}},
+			[]metrics.BridgeHost{{Host: a}}},
+		{"last refresh failed", &BridgeStatus{Planned: true, Running: true, Plan: effective,
+			Hosts: with(func(st *bridge.HostState) {
+				st.Written, st.ExpiresAt, st.Err = time.Time{}, time.Time{}, "token for h: denied"
+			})},
+			[]metrics.BridgeHost{{Host: a}}},
+		{"token expired", &BridgeStatus{Planned: true, Running: true, Plan: effective,
+			Hosts: with(func(st *bridge.HostState) { st.ExpiresAt = now })},
+			[]metrics.BridgeHost{{Host: a}}},
+		{"written, not recorded in the ledger", &BridgeStatus{Planned: true, Running: true, Plan: effective,
+			Hosts: with(func(st *bridge.HostState) { st.Unrecorded = "no space left on device" })},
+			[]metrics.BridgeHost{{Host: a, Effective: true}}},
+		{"one host of two failing", &BridgeStatus{Planned: true, Running: true, Plan: BridgePlan{Dir: "/d", Hosts: []string{a, b}, Effective: true},
+			Hosts: []bridge.HostState{written, {Host: b, Err: "read-only file system"}}},
+			[]metrics.BridgeHost{{Host: a, Effective: true}, {Host: b}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := metricBridge(tt.b, now); !slices.Equal(got, tt.want) {
+				t.Errorf("metricBridge = %+v, want %+v", got, tt.want)
 			}
 		})
 	}

@@ -247,6 +247,12 @@ func (s *Supervisor) startMetrics(ctx context.Context, cfg *config.Config) {
 		}
 		return nil
 	})
+	m.WatchBridge(func() []metrics.BridgeHost {
+		if g := s.gen.Load(); g != nil {
+			return metricBridge(g.bridgeStatus(g.images.Load()), time.Now())
+		}
+		return nil
+	})
 	m.WatchECR(func() (uint64, uint64) {
 		if g := s.gen.Load(); g != nil {
 			st := g.ecr.Stats()

@@ -178,6 +178,9 @@ func TestFaultReadOnlyCertsDir(t *testing.T) {
 			}
 			return nil
 		})
+		if v := bridgeEffective(n); v != "0" {
+			t.Errorf("sandbox_guard_credential_bridge_effective = %q, want 0 while nothing can be written", v)
+		}
 		if got := strings.Count(p.Log(), "credential bridge not refreshed"); got != 1 || !strings.Contains(p.Log(), "read-only file system") {
 			t.Errorf("%d log lines for %d refusals, want 1 saying read-only; log:\n%s", got, refusals, p.Log())
 		}
@@ -200,6 +203,12 @@ func TestFaultReadOnlyCertsDir(t *testing.T) {
 
 		setReadOnly(false)
 		waitBridgeEntryWithin(t, n, 30*time.Second)
+		harness.Eventually(t, 5*time.Second, "the bridge effective once written", func() error {
+			if v := bridgeEffective(n); v != "1" {
+				return fmt.Errorf("sandbox_guard_credential_bridge_effective = %q", v)
+			}
+			return nil
+		})
 		harness.Eventually(t, 5*time.Second, "recovery logged", func() error {
 			if !strings.Contains(p.Log(), "credential bridge refreshed again") {
 				return errors.New("not yet")
@@ -236,6 +245,9 @@ func TestFaultHostsTomlSendsTheECRHostElsewhere(t *testing.T) {
 			}
 			return nil
 		})
+		if v := bridgeEffective(n); v != "0" {
+			t.Errorf("sandbox_guard_credential_bridge_effective = %q, want 0: no token is written", v)
+		}
 		if !strings.Contains(p.Log(), "not to the ECR registry itself") {
 			t.Errorf("the log does not say why; log:\n%s", p.Log())
 		}
@@ -349,6 +361,18 @@ func metricSum(t *testing.T, n *harness.Node, name string, labels ...string) flo
 		}
 	}
 	return sum
+}
+
+// bridgeEffective is sandbox_guard_credential_bridge_effective for the node's registry: "1",
+// "0", or "" when there is no such series.
+func bridgeEffective(n *harness.Node) string {
+	prefix := `sandbox_guard_credential_bridge_effective{host="` + n.Registry.Host + `"} `
+	for line := range strings.Lines(scrape(n)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // scrape returns the plugin's metrics (127.0.0.1:9809 in the node's namespace); "" while it
