@@ -23,6 +23,12 @@ const (
 	ModeOff     Mode = "off"     // admit without looking
 )
 
+// Values of Config.KubeletRetry.
+const (
+	KubeletRetryBackoff = "backoff"
+	KubeletRetryFast    = "fast"
+)
+
 // Config is the whole configuration file.
 type Config struct {
 	// Mode is enforce, warn or off.
@@ -42,6 +48,12 @@ type Config struct {
 	Refresh Refresh `json:"refresh"`
 	// SettleTime is how long every check must have passed before pods are admitted.
 	SettleTime Duration `json:"settleTime"`
+	// KubeletRetry says how soon kubelet retries a refused sandbox: "backoff" (its pod worker's
+	// back-off, 10-15 s) or "fast" (about 1 s: the rejection then contains kubelet's
+	// "network is not ready"). Every attempt on containerd sets up the pod's network and starts
+	// its pause container before NRI's hook refuses it, so "fast" costs that about once a second
+	// per waiting pod (and, with the VPC CNI, an IP address that goes into its cool-down).
+	KubeletRetry string `json:"kubeletRetry"`
 
 	// SandboxImage is the pod sandbox image to keep present and pinned: "auto" (read it from
 	// containerd's configuration), "eks" (the EKS pause image of the node's region), an image
@@ -229,10 +241,11 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()
 // node with the VPC CNI and kube-proxy in iptables mode.
 func Default() *Config {
 	return &Config{
-		Mode:    ModeEnforce,
-		Log:     Log{File: "/var/log/sandbox-guard.log", Level: "info", Format: "text", MaxSizeMB: 10, MaxBackups: 3},
-		Preset:  PresetEKS,
-		Refresh: Refresh{Interval: Duration{time.Second}, MaxBackoff: Duration{30 * time.Second}, Timeout: Duration{time.Second}},
+		Mode:         ModeEnforce,
+		Log:          Log{File: "/var/log/sandbox-guard.log", Level: "info", Format: "text", MaxSizeMB: 10, MaxBackups: 3},
+		Preset:       PresetEKS,
+		Refresh:      Refresh{Interval: Duration{time.Second}, MaxBackoff: Duration{30 * time.Second}, Timeout: Duration{time.Second}},
+		KubeletRetry: KubeletRetryBackoff,
 
 		SandboxImage: "auto",
 		StateDir:     "/var/lib/sandbox-guard",

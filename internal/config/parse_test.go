@@ -180,6 +180,8 @@ func TestParseValidValues(t *testing.T) {
 		}},
 		{"refresh maximum timeout", `refresh: {timeout: 1m}`, func(t *testing.T, c *Config) { eq(t, c.Refresh.Timeout.Duration, time.Minute) }},
 		{"settle zero", `settleTime: 0s`, func(t *testing.T, c *Config) { eq(t, c.SettleTime.Duration, time.Duration(0)) }},
+		{"kubeletRetry default", `mode: warn`, func(t *testing.T, c *Config) { eq(t, c.KubeletRetry, KubeletRetryBackoff) }},
+		{"kubeletRetry fast", `kubeletRetry: fast`, func(t *testing.T, c *Config) { eq(t, c.KubeletRetry, KubeletRetryFast) }},
 		{"settle minutes", `settleTime: 2m30s`, func(t *testing.T, c *Config) { eq(t, c.SettleTime.Duration, 150*time.Second) }},
 		{"JSON is YAML", `{"mode": "warn", "settleTime": "3s"}`, func(t *testing.T, c *Config) {
 			eq(t, c.Mode, ModeWarn)

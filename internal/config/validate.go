@@ -94,6 +94,9 @@ func (c *Config) validateKeys() *Error {
 	if c.SettleTime.Duration < 0 {
 		return bad("settleTime", "must not be negative, got %v", c.SettleTime.Duration)
 	}
+	if c.KubeletRetry != KubeletRetryBackoff && c.KubeletRetry != KubeletRetryFast {
+		return bad("kubeletRetry", "must be %s or %s, got %q", KubeletRetryBackoff, KubeletRetryFast, c.KubeletRetry)
+	}
 	// The first error wins, in this order.
 	for _, section := range []func() *Error{c.validateImages, c.validateContainerd, c.validateAWS, c.validateMetrics, c.validateCredentialFiles} {
 		if err := section(); err != nil {

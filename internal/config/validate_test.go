@@ -102,6 +102,8 @@ func TestParseValidationErrors(t *testing.T) {
 		{"timeout too long", "refresh: {timeout: 61s}", "refresh.timeout", "must be between 1ms and 1m, got 1m1s"},
 		// settle
 		{"settle negative", "settleTime: -1s", "settleTime", "must not be negative, got -1s"},
+		{"kubeletRetry unknown", "kubeletRetry: sometimes", "kubeletRetry", `must be backoff or fast, got "sometimes"`},
+		{"kubeletRetry empty", `kubeletRetry: ""`, "kubeletRetry", `must be backoff or fast, got ""`},
 		// ECR API endpoints answer with registry tokens: https, or plain http on loopback only
 		{"ecr endpoint plain http", "ecr: {endpoint: \"http://ecr.example.net\"}", "ecr.endpoint", "is plain http"},
 		{"ecr regional endpoint plain http", "ecr: {endpoints: {us-west-2: \"http://10.0.0.5:8080\"}}", "ecr.endpoints.us-west-2", "is plain http"},

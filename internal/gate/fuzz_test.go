@@ -62,7 +62,7 @@ func FuzzDecide(f *testing.F) {
 			t.Fatalf("message spans lines: %q", d.Why)
 		}
 		if s != nil && !s.Ready() {
-			if !strings.Contains(d.Why, "node network is not ready: ") || len(d.Failing) == 0 {
+			if !strings.Contains(d.Why, "node network not ready: ") || len(d.Failing) == 0 {
 				t.Fatalf("not-ready rejection %q (failing %v) does not list the failing checks", d.Why, d.Failing)
 			}
 			for _, r := range d.Failing {

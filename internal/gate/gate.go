@@ -63,11 +63,17 @@ type Policy struct {
 	namespaces map[string]bool
 	selector   labels.Selector // nil: no selector exemption
 	settle     time.Duration
+	// notReady begins the problem of a failing check: with kubeletRetry fast it contains
+	// kubelet's "network is not ready", so kubelet retries after about 1 s, not 10-15 s.
+	notReady string
 }
 
 // NewPolicy compiles the gate settings of cfg.
 func NewPolicy(cfg *config.Config) (*Policy, error) {
-	p := &Policy{mode: cfg.Mode, namespaces: map[string]bool{}, settle: cfg.SettleTime.Duration}
+	p := &Policy{mode: cfg.Mode, namespaces: map[string]bool{}, settle: cfg.SettleTime.Duration, notReady: "node network not ready"}
+	if cfg.KubeletRetry == config.KubeletRetryFast {
+		p.notReady = "node network is not ready"
+	}
 	for _, ns := range cfg.Exempt.Namespaces {
 		p.namespaces[ns] = true
 	}
@@ -96,9 +102,10 @@ func (p *Policy) Decide(pod Pod, snap *snapshot.Snapshot, now time.Time) Decisio
 	case p.selector != nil && p.selector.Matches(labels.Set(pod.Labels)):
 		return Decision{Verdict: Admit, Why: "exempt by podSelector"}
 	}
-	// Every problem says "network is not ready": kubelet retries a sandbox whose error contains
-	// those words (NetworkNotReadyErrorMsg) after about 1 s instead of its 10-15 s back-off, so
-	// pods start about a second after the network is.
+	// kubelet retries a sandbox whose error contains "network is not ready"
+	// (NetworkNotReadyErrorMsg) after about 1 s instead of its 10-15 s back-off: always while
+	// sandbox-guard is starting (its first check comes within a second), and with kubeletRetry
+	// fast for failing checks and the settle time too.
 	var problem string
 	var failing []snapshot.Result
 	switch {
@@ -106,9 +113,9 @@ func (p *Policy) Decide(pod Pod, snap *snapshot.Snapshot, now time.Time) Decisio
 		problem = "node network is not ready: not checked yet (sandbox-guard is starting)"
 	case !snap.Ready():
 		failing = snap.Failing()
-		problem = "node network is not ready: " + describe(failing)
+		problem = p.notReady + ": " + describe(failing)
 	case p.settle > 0 && now.Sub(snap.ReadySince) < p.settle:
-		problem = fmt.Sprintf("node network is not ready: ready for only %s of the %s settle time",
+		problem = fmt.Sprintf("%s: ready for only %s of the %s settle time", p.notReady,
 			now.Sub(snap.ReadySince).Truncate(100*time.Millisecond), p.settle)
 	default:
 		return Decision{Verdict: Admit, Why: "ready"}

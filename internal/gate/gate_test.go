@@ -94,8 +94,8 @@ func TestDecide(t *testing.T) {
 		{Key: "sandbox-guard/gate", Operator: config.LabelSelectorOpNotIn, Values: []string{"on"}},
 	}}
 
-	kubeProxyMsg := prefix + "node network is not ready: kube-proxy-rules: iptables nat/KUBE-SERVICES missing (kube-proxy has not synced its rules yet)" + suffix
-	severalMsg := prefix + "node network is not ready: " +
+	kubeProxyMsg := prefix + "node network not ready: kube-proxy-rules: iptables nat/KUBE-SERVICES missing (kube-proxy has not synced its rules yet)" + suffix
+	severalMsg := prefix + "node network not ready: " +
 		"kube-proxy-rules: iptables nat/KUBE-SERVICES missing (kube-proxy has not synced its rules yet); " +
 		"vpc-cni-ipamd: dial unix /var/run/aws-node/ipamd.sock: connect: no such file or directory (the VPC CNI's ipamd (aws-node) is not serving yet); " +
 		"marker: /run/ready does not exist" + suffix
@@ -145,9 +145,9 @@ func TestDecide(t *testing.T) {
 		{name: "several failing", pod: pod(), snap: several, verdict: Reject, why: severalMsg, failing: []string{"kube-proxy-rules", "vpc-cni-ipamd", "marker"}},
 		// settle time
 		{name: "settle not reached", cfg: mods(settle(30 * time.Second)), pod: pod(), snap: snap(10*time.Second, ok("a")), verdict: Reject,
-			why: prefix + "node network is not ready: ready for only 10s of the 30s settle time" + suffix},
+			why: prefix + "node network not ready: ready for only 10s of the 30s settle time" + suffix},
 		{name: "settle truncated", cfg: mods(settle(30 * time.Second)), pod: pod(), snap: snap(12345*time.Millisecond, ok("a")), verdict: Reject,
-			why: prefix + "node network is not ready: ready for only 12.3s of the 30s settle time" + suffix},
+			why: prefix + "node network not ready: ready for only 12.3s of the 30s settle time" + suffix},
 		{name: "settle just reached", cfg: mods(settle(30 * time.Second)), pod: pod(), snap: snap(30*time.Second, ok("a")), verdict: Admit, why: "ready"},
 		{name: "settle passed", cfg: mods(settle(30 * time.Second)), pod: pod(), snap: snap(31*time.Second, ok("a")), verdict: Admit, why: "ready"},
 		{name: "settle in warn mode", cfg: mods(settle(time.Minute), mode(config.ModeWarn)), pod: pod(), snap: snap(time.Second, ok("a")), verdict: WouldReject},
@@ -212,18 +212,27 @@ func assertMessage(t testing.TB, msg string) {
 // 10-15 s.
 const kubeletNetworkNotReady = "network is not ready"
 
-func TestRejectionsAskKubeletForItsShortRetry(t *testing.T) {
-	enforce := func(c *config.Config) { c.Mode = config.ModeEnforce }
-	settling := policy(t, func(c *config.Config) { enforce(c); c.SettleTime = config.Duration{Duration: time.Minute} })
-	ready := snap(0, ok("a"))
-	ready.ReadySince = now
-	for name, d := range map[string]Decision{
-		"starting": policy(t, enforce).Decide(pod(), nil, now),
-		"failing":  policy(t, enforce).Decide(pod(), oneFailing, now),
-		"settling": settling.Decide(pod(), ready, now),
+func TestKubeletRetry(t *testing.T) {
+	settled := snap(0, ok("a"))
+	settled.ReadySince = now
+	for _, tc := range []struct {
+		retry string
+		snap  *snapshot.Snapshot
+		fast  bool // the rejection asks kubelet for its 1 s retry
+	}{
+		{config.KubeletRetryBackoff, nil, true}, // starting: the first check comes within a second
+		{config.KubeletRetryBackoff, oneFailing, false},
+		{config.KubeletRetryBackoff, settled, false},
+		{config.KubeletRetryFast, nil, true},
+		{config.KubeletRetryFast, oneFailing, true},
+		{config.KubeletRetryFast, settled, true},
 	} {
-		if d.Verdict != Reject || !strings.Contains(d.Why, kubeletNetworkNotReady) {
-			t.Errorf("%s: %v %q, want a rejection containing %q", name, d.Verdict, d.Why, kubeletNetworkNotReady)
+		p := policy(t, func(c *config.Config) {
+			c.Mode, c.KubeletRetry, c.SettleTime = config.ModeEnforce, tc.retry, config.Duration{Duration: time.Minute}
+		})
+		d := p.Decide(pod(), tc.snap, now)
+		if d.Verdict != Reject || strings.Contains(d.Why, kubeletNetworkNotReady) != tc.fast {
+			t.Errorf("kubeletRetry %s, snapshot %v: %v %q; want a rejection that contains %q: %v", tc.retry, tc.snap != nil, d.Verdict, d.Why, kubeletNetworkNotReady, tc.fast)
 		}
 	}
 }

@@ -80,7 +80,7 @@ func newHook(t *testing.T, s *snapshot.Snapshot, mutate func(*config.Config)) (*
 }
 
 func TestAdmit(t *testing.T) {
-	failingText := "sandbox-guard: pod default/web not started: node network is not ready: marker: " + detail +
+	failingText := "sandbox-guard: pod default/web not started: node network not ready: marker: " + detail +
 		" (" + hint + "); kubelet will retry"
 	tests := []struct {
 		name    string

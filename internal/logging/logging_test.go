@@ -30,7 +30,7 @@ func TestAsyncNeverBlocksOnAStalledWriter(t *testing.T) {
 	go func() {
 		defer close(done)
 		for range 1000 {
-			l.Warn("sandbox-guard: pod default/web not started: node network is not ready")
+			l.Warn("sandbox-guard: pod default/web not started: node network not ready")
 		}
 	}()
 	select {

@@ -125,7 +125,7 @@ func (a *recordingAdmitter) seen() []gate.Pod {
 	return append([]gate.Pod(nil), a.pods...)
 }
 
-var errRejected = errors.New("sandbox-guard: pod default/web not started: node network is not ready: kube-proxy-rules: missing; kubelet will retry")
+var errRejected = errors.New("sandbox-guard: pod default/web not started: node network not ready: kube-proxy-rules: missing; kubelet will retry")
 
 func TestRunPodSandbox(t *testing.T) {
 	pod := &api.PodSandbox{Namespace: "default", Name: "web", Uid: "u", Labels: map[string]string{"app": "web"},
@@ -385,7 +385,7 @@ func TestAgainstNRIRuntime(t *testing.T) {
 		if p.HostNetwork {
 			return nil
 		}
-		return fmt.Errorf("sandbox-guard: pod %s not started: node network is not ready: marker: /run/x does not exist; kubelet will retry", p)
+		return fmt.Errorf("sandbox-guard: pod %s not started: node network not ready: marker: /run/x does not exist; kubelet will retry", p)
 	}}
 	p := runExternal(t, rt, admitter)
 
@@ -393,7 +393,7 @@ func TestAgainstNRIRuntime(t *testing.T) {
 		Labels: map[string]string{"app": "web"}, Linux: &api.LinuxPodSandbox{Namespaces: podNetNS()}}
 	hostNet := &api.PodSandbox{Id: "sb2", Namespace: "kube-system", Name: "kube-proxy-x", Uid: "uid-2",
 		Linux: &api.LinuxPodSandbox{Namespaces: []*api.LinuxNamespace{{Type: "ipc"}}}}
-	wantText := "sandbox-guard: pod default/web not started: node network is not ready: marker: /run/x does not exist; kubelet will retry"
+	wantText := "sandbox-guard: pod default/web not started: node network not ready: marker: /run/x does not exist; kubelet will retry"
 
 	// The runtime registers the plugin after synchronising it, a little after Configure.
 	expectRejection := func(phase string) {

@@ -128,7 +128,7 @@ checks:
 		k.WaitDaemonSetReady("sandbox-guard", "sandbox-guard", 2*time.Minute)
 		applyWebPod(k, "web-2", app)
 		ev := k.WaitPodEvent("default", "web-2", "FailedCreatePodSandBox", 2*time.Minute,
-			"sandbox-guard: pod default/web-2 not started: node network is not ready: marker: ", "(the test has not written its marker yet); kubelet will retry")
+			"sandbox-guard: pod default/web-2 not started: node network not ready: marker: ", "(the test has not written its marker yet); kubelet will retry")
 		t.Logf("%s, installer: the plugin it installed refuses web-2: %s: %s", c.Name, ev.Reason, ev.Message)
 		must(t, os.WriteFile(marker, nil, 0o644))
 		k.WaitPodsReady("default", "app=web-2", 1, 2*time.Minute)
@@ -216,7 +216,7 @@ checks:
 		checkDaemonSetPod(t, k, n, ext, extObjs, hostPath, nil)
 		applyWebPod(k, "web-4", app)
 		ev = k.WaitPodEvent("default", "web-4", "FailedCreatePodSandBox", 2*time.Minute,
-			"sandbox-guard: pod default/web-4 not started: node network is not ready: ",
+			"sandbox-guard: pod default/web-4 not started: node network not ready: ",
 			"nft-rules: iptables nat/SG-E2E-NFT missing", "legacy-rules: iptables filter/SG-E2E-LEGACY missing")
 		if strings.Contains(ev.Message, "cni-config") {
 			t.Errorf("the CNI check fails through the DaemonSet's CNI mounts: %s", ev.Message)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sandbox-guard/sandbox-guard/test/e2e/harness"
 )
@@ -31,7 +32,8 @@ func TestKubeletRebootRecovery(t *testing.T) {
 		}
 
 		n.InstallPlugin(app.PluginConfig())
-		guarded := app.Reboot(harness.RebootOptions{Guarded: true})
+		// Two refusals per pod, so that kubelet's wait between them shows in containerd's log.
+		guarded := app.Reboot(harness.RebootOptions{Guarded: true, RefusalsPerPod: 2})
 		t.Logf("%s with sandbox-guard: %d crash restarts, %d pods in CrashLoopBackOff, %d failed sandboxes (%d in kubelet's log), all Ready %.1fs after the rules\n%s\n%s",
 			c.Name, guarded.CrashRestarts, guarded.CrashLoopBackOff, guarded.FailedSandbox, guarded.Refusals, guarded.ReadyAfter.Seconds(), guarded.Pods0, guarded.Events)
 		for pod, d := range guarded.Restarts {
@@ -47,7 +49,7 @@ func TestKubeletRebootRecovery(t *testing.T) {
 			t.Errorf("with sandbox-guard, %d FailedCreatePodSandBox events, want at least one per pod (%d)", guarded.FailedSandbox, app.Replicas)
 		}
 		msg := guarded.SandboxMessage
-		for _, want := range []string{"sandbox-guard: pod default/" + app.Name + "-", "not started: node network is not ready: kube-proxy-rules: iptables nat/KUBE-SERVICES missing",
+		for _, want := range []string{"sandbox-guard: pod default/" + app.Name + "-", "not started: node network not ready: kube-proxy-rules: iptables nat/KUBE-SERVICES missing",
 			"(kube-proxy has not synced its rules yet); kubelet will retry"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("FailedCreatePodSandBox event %q does not contain %q", msg, want)
@@ -56,5 +58,28 @@ func TestKubeletRebootRecovery(t *testing.T) {
 		if strings.Contains(msg, "\n") {
 			t.Errorf("FailedCreatePodSandBox event is more than one line: %q", msg)
 		}
+
+		// kubeletRetry: fast: the rejection carries kubelet's "network is not ready", and kubelet
+		// retries after about 1 s instead of its 10-15 s back-off.
+		app.KubeletRetry = "fast"
+		n.InstallPlugin(app.PluginConfig())
+		fast := app.Reboot(harness.RebootOptions{Guarded: true, RefusalsPerPod: 2})
+		t.Logf("%s with sandbox-guard, kubeletRetry fast: %d crash restarts, %d failed sandboxes, all Ready %.1fs after the rules; kubelet's waits %v (backoff: %v)",
+			c.Name, fast.CrashRestarts, fast.Refusals, fast.ReadyAfter.Seconds(), fast.RetryWaits, guarded.RetryWaits)
+		if fast.CrashRestarts != 0 || fast.CrashLoopBackOff != 0 {
+			t.Errorf("kubeletRetry fast: %d crash restarts, %d pods in CrashLoopBackOff", fast.CrashRestarts, fast.CrashLoopBackOff)
+		}
+		if !strings.Contains(fast.SandboxMessage, "not started: node network is not ready: kube-proxy-rules:") {
+			t.Errorf("kubeletRetry fast: FailedCreatePodSandBox event %q lacks kubelet's %q", fast.SandboxMessage, "network is not ready")
+		}
+		if len(fast.RetryWaits) == 0 || len(guarded.RetryWaits) == 0 {
+			t.Fatalf("no kubelet waits between refusals in containerd's log (fast %d, backoff %d)", len(fast.RetryWaits), len(guarded.RetryWaits))
+		}
+		if fm, bm := median(fast.RetryWaits), median(guarded.RetryWaits); fm >= bm {
+			t.Errorf("kubeletRetry fast: kubelet's median wait after a refusal %v, not shorter than with backoff (%v)", fm, bm)
+		}
 	})
 }
+
+// median of sorted durations.
+func median(d []time.Duration) time.Duration { return d[len(d)/2] }

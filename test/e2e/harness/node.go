@@ -146,7 +146,11 @@ func (n *Node) WriteCNIConfig() {
 func (n *Node) InstallPlugin(config string) {
 	bin, err := os.ReadFile(n.Env.Plugin)
 	must(n.t, err)
-	must(n.t, os.WriteFile(filepath.Join(n.PluginDir, "10-sandbox-guard"), bin, 0o755))
+	// Written aside and renamed: the binary may be running (a reinstall with a new
+	// configuration), and a running executable cannot be opened for writing.
+	tmp := filepath.Join(n.PluginDir, ".10-sandbox-guard.tmp")
+	must(n.t, os.WriteFile(tmp, bin, 0o755))
+	must(n.t, os.Rename(tmp, filepath.Join(n.PluginDir, "10-sandbox-guard")))
 	n.WritePluginConfig(config)
 }
 

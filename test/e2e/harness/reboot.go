@@ -104,6 +104,8 @@ type RebootApp struct {
 	Replicas int
 	backend  string // NodeIP:port of the dependency
 	image    string
+	// KubeletRetry is the plugin's kubeletRetry setting in PluginConfig ("" is the default).
+	KubeletRetry string
 }
 
 // StartRebootApp pushes the app image, starts the dependency's backend on the node, writes the
@@ -186,13 +188,17 @@ COMMIT
 // PluginConfig is the plugin configuration of the reboot scenario: enforce, one check on
 // kube-proxy's rules.
 func (a *RebootApp) PluginConfig() string {
+	retry := ""
+	if a.KubeletRetry != "" {
+		retry = "kubeletRetry: " + a.KubeletRetry + "\n"
+	}
 	return fmt.Sprintf(`mode: enforce
-%spreset: none
+%s%spreset: none
 checks:
   - name: kube-proxy-rules
     iptables: {table: nat, chain: KUBE-SERVICES, chainPrefix: KUBE-SVC-}
     hint: kube-proxy has not synced its rules yet
-`, a.k.Node.PluginBase())
+`, a.k.Node.PluginBase(), retry)
 }
 
 // RebootResult is what one reboot cost the Deployment, as kubectl and the kubelet's log show it.
@@ -306,8 +312,9 @@ func (a *RebootApp) Reboot(opts RebootOptions) RebootResult {
 	}
 	res.CrashLoopBackOff = len(crashLooped)
 	for name, ev := range a.sandboxEvents() {
-		res.FailedSandbox += int(ev.Count) - int(eventsBefore[name].Count)
-		if res.SandboxMessage == "" {
+		d := int(ev.Count) - int(eventsBefore[name].Count)
+		res.FailedSandbox += d
+		if res.SandboxMessage == "" && d > 0 { // an event of this reboot, not of an earlier one
 			res.SandboxMessage = ev.Message
 		}
 	}
