@@ -173,15 +173,9 @@ func refreshChild(spec refreshSpec) (*refreshResult, error) {
 			}
 			return nil
 		}
-		// One refresh with a counting reader: what a refresh asks the kernel.
-		cr := &countingReader{r: iptables.New()}
-		cbuilt, err := checks.Build(specs, checks.Deps{Chains: cr})
-		if err != nil {
+		if tm.reads, err = refreshReads(ctx, specs); err != nil {
 			return nil, err
 		}
-		var cstore snapshot.Store
-		checks.NewRunner(cbuilt.Checks, &cstore, checks.Options{}).Refresh(ctx)
-		tm.reads = map[string]int{"Chains": int(cr.chains.Load()), "ChainExists": int(cr.exists.Load()), "CountChains": int(cr.count.Load()), "Detect": int(cr.detect.Load())}
 		all = append(all, tm)
 	}
 	// The auto backend as `check` runs it: a runner built afresh, so every refresh detects the
@@ -205,14 +199,9 @@ func refreshChild(spec refreshSpec) (*refreshResult, error) {
 			}
 			return nil
 		}
-		cr := &countingReader{r: iptables.New()}
-		cbuilt, err := checks.Build(specs, checks.Deps{Chains: cr})
-		if err != nil {
+		if tm.reads, err = refreshReads(ctx, specs); err != nil {
 			return nil, err
 		}
-		var cstore snapshot.Store
-		checks.NewRunner(cbuilt.Checks, &cstore, checks.Options{}).Refresh(ctx)
-		tm.reads = map[string]int{"Chains": int(cr.chains.Load()), "ChainExists": int(cr.exists.Load()), "CountChains": int(cr.count.Load()), "Detect": int(cr.detect.Load())}
 		all = append(all, tm)
 	}
 	// The kernel questions alone, for reference: one chain (nft: one netlink request; legacy:
@@ -682,4 +671,17 @@ func ratioOf(a, b time.Duration) string {
 		return fmt.Sprintf("%.1gx", r)
 	}
 	return fmt.Sprintf("%.2fx", r)
+}
+
+// refreshReads runs one refresh of specs with a counting reader: what a refresh asks the kernel.
+func refreshReads(ctx context.Context, specs []config.Check) (map[string]int, error) {
+	cr := &countingReader{r: iptables.New()}
+	built, err := checks.Build(specs, checks.Deps{Chains: cr})
+	if err != nil {
+		return nil, err
+	}
+	var store snapshot.Store
+	checks.NewRunner(built.Checks, &store, checks.Options{}).Refresh(ctx)
+	return map[string]int{"Chains": int(cr.chains.Load()), "ChainExists": int(cr.exists.Load()),
+		"CountChains": int(cr.count.Load()), "Detect": int(cr.detect.Load())}, nil
 }
